@@ -94,12 +94,64 @@ def test_wav_reading_matches_the_waveform(tmp_path):
     audio = _audio.open_audio(wav)
     assert audio.n_samples == len(x)
     pcm = np.round(x * 32768.0) / 32768.0
-    starts = _audio.example_starts(np.arange(2.0))
-    np.testing.assert_allclose(_audio.grid_examples(audio, starts), _audio.waveform_examples(pcm, starts),
-                               atol=1e-9)
+    windows = _audio.step_windows(wav, np.arange(2.0), _audio.EXAMPLE_SAMPLES, _audio.EXAMPLE_SAMPLES)
+    np.testing.assert_allclose(_audio.log_mel(windows.samples(np.arange(2))),
+                               _audio.waveform_examples(pcm, windows.starts), atol=1e-9)
     assert _audio.open_audio(None) is None
     (tmp_path / "empty.wav").write_bytes(b"")
     assert _audio.open_audio(tmp_path / "empty.wav") is None
+
+
+# -- the per-step audio windows every audio extractor uses --------------------------
+def test_step_windows_on_the_1hz_grid(tmp_path):
+    x = 0.5 * sine(2.5, 440.0)  # 40,000 samples: two whole seconds and half of the third
+    wav = write_wav(tmp_path / "a.wav", x)
+    w = _audio.step_windows(wav, np.arange(4.0), window=SR, min_samples=SR // 4)
+    assert w.starts.tolist() == [0, 16000, 32000, 48000]
+    assert w.lengths.tolist() == [16000, 16000, 8000, 0]  # the last partial second, then past the end
+    assert w.valid.tolist() == [True, True, True, False]
+    assert w.full_steps.tolist() == [0, 1] and w.partial_steps.tolist() == [2]
+    pcm = np.round(x * 32768.0) / 32768.0
+    np.testing.assert_array_equal(w.samples(w.full_steps), np.stack([pcm[:16000], pcm[16000:32000]]))
+    np.testing.assert_array_equal(w.step_samples(2), pcm[32000:])
+    assert w.samples(np.array([], dtype=np.int64)).shape == (0, SR)
+    with pytest.raises(ValueError, match="outside the audio"):
+        w.samples(np.array([2]))
+    # a whole window required (vggish): the partial second is invalid
+    strict = _audio.step_windows(wav, np.arange(4.0), window=SR, min_samples=SR)
+    assert strict.valid.tolist() == [True, True, False, False] and strict.partial_steps.size == 0
+    # a grid that does not start at 0 s lands on the 10 ms frame grid
+    assert _audio.step_windows(wav, np.array([0.504]), SR, SR).starts.tolist() == [8000]
+
+
+@pytest.mark.parametrize("case", ["none", "empty", "shorter_than_a_window"])
+def test_step_windows_without_enough_audio_are_invalid_not_an_error(tmp_path, case):
+    wav = {"none": None, "empty": tmp_path / "empty.wav",
+           "shorter_than_a_window": tmp_path / "short.wav"}[case]
+    if case == "empty":
+        wav.write_bytes(b"")
+    if case == "shorter_than_a_window":
+        write_wav(wav, sine(0.95))  # 15,200 samples < one 0.96 s example (15,600)
+    w = _audio.step_windows(wav, np.arange(3.0), _audio.EXAMPLE_SAMPLES, _audio.EXAMPLE_SAMPLES)
+    assert (w.audio is None) == (case != "shorter_than_a_window")
+    assert w.starts.shape == w.lengths.shape == w.valid.shape == (3,)
+    assert not w.valid.any() and w.full_steps.size == 0 and w.partial_steps.size == 0
+    if case == "shorter_than_a_window":
+        assert w.lengths.tolist() == [15200, 0, 0]
+
+
+def test_step_windows_edge_arguments(tmp_path):
+    wav = write_wav(tmp_path / "a.wav", sine(1.0))
+    empty = _audio.step_windows(wav, np.zeros(0), SR, SR)  # a video of zero steps
+    assert empty.valid.shape == (0,) and empty.full_steps.size == 0
+    with pytest.raises(ValueError, match="min_samples"):
+        _audio.step_windows(wav, np.arange(1.0), window=SR, min_samples=SR + 1)
+    with pytest.raises(ValueError, match="min_samples"):
+        _audio.step_windows(wav, np.arange(1.0), window=SR, min_samples=0)
+    from evoke.features import FeatureError
+
+    with pytest.raises(FeatureError, match="audio file missing"):  # a path that should exist is a bug
+        _audio.step_windows(tmp_path / "gone.wav", np.arange(1.0), SR, SR)
 
 
 # -- VGGish -----------------------------------------------------------------------

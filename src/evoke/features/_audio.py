@@ -1,4 +1,6 @@
-"""Shared audio helpers of the audio extractors: reading the WAV and the AudioSet log-mel front end.
+"""Shared audio helpers of the audio extractors: reading the WAV, each step's audio window
+(:func:`step_windows`: starts, lengths and the valid mask on the time grid) and the
+AudioSet log-mel front end.
 
 The front end follows the AudioSet / VGGish reference (``vggish_input.py`` and
 ``mel_features.py`` in tensorflow/models, research/audioset/vggish) exactly:
@@ -25,6 +27,7 @@ The WAV is memory-mapped, so a long file is read one block of steps at a time.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -183,6 +186,70 @@ def example_starts(timestamps_s: np.ndarray) -> np.ndarray:
     return frames * STFT_HOP_SAMPLES
 
 
+@dataclass(frozen=True)
+class StepWindows:
+    """Where the audio window of every step of a video's time grid lies.
+
+    ``starts`` (T,) int64: first sample of step ``k``'s window (:func:`example_starts`);
+    ``lengths`` (T,) int64: samples of the window inside the audio, 0..``window``
+    (shorter only at the end of the audio); ``valid`` (T,) bool: at least
+    ``min_samples`` of them (the step's mask); ``audio``: None when the video has
+    none (every step invalid).
+    """
+
+    audio: Audio | None
+    window: int
+    starts: np.ndarray
+    lengths: np.ndarray
+    valid: np.ndarray
+
+    @property
+    def full_steps(self) -> np.ndarray:
+        """Indices of the valid steps whose whole window lies inside the audio."""
+        return np.flatnonzero(self.valid & (self.lengths == self.window))
+
+    @property
+    def partial_steps(self) -> np.ndarray:
+        """Indices of the valid steps whose window the audio ends inside (the last partial second)."""
+        return np.flatnonzero(self.valid & (self.lengths < self.window))
+
+    def samples(self, steps: np.ndarray) -> np.ndarray:
+        """(len(steps), window) float64 samples of full-window ``steps``, read in one block."""
+        if len(steps) == 0:
+            return np.zeros((0, self.window))
+        starts = self.starts[steps]
+        lo = int(starts.min())
+        block = self.audio.segment(lo, int(starts.max()) + self.window)
+        segments = np.stack([block[s - lo:s - lo + self.window] for s in starts])
+        if segments.shape[1] != self.window:
+            raise ValueError("a step's window lies outside the audio (pass full_steps)")
+        return segments
+
+    def step_samples(self, k: int) -> np.ndarray:
+        """The samples of step ``k``'s window that lie inside the audio (``lengths[k]`` of them)."""
+        return self.audio.segment(self.starts[k], self.starts[k] + self.lengths[k])
+
+
+def step_windows(audio_path: Path | str | None, timestamps_s: np.ndarray, window: int,
+                 min_samples: int) -> StepWindows:
+    """The audio windows of the steps at ``timestamps_s`` (seconds), ``window`` samples each.
+
+    Step ``k``'s window starts at :func:`example_starts` (``t_k`` on the 10 ms
+    frame grid) and is valid when at least ``min_samples`` of it lie inside the
+    audio. No audio (``audio_path`` None or an empty file), audio shorter than
+    ``min_samples``, the seconds past its end: invalid steps, not an error.
+    """
+    window, min_samples = int(window), int(min_samples)
+    if not 1 <= min_samples <= window:
+        raise ValueError(f"need 1 <= min_samples ({min_samples}) <= window ({window})")
+    audio = open_audio(audio_path)
+    starts = example_starts(timestamps_s)
+    n_samples = 0 if audio is None else audio.n_samples
+    lengths = np.clip(n_samples - starts, 0, window)
+    valid = (starts >= 0) & (lengths >= min_samples)
+    return StepWindows(audio=audio, window=window, starts=starts, lengths=lengths, valid=valid)
+
+
 def waveform_examples(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """(len(starts), 96, 64) log-mel examples, example i from samples [starts[i], starts[i] + 15600).
 
@@ -194,15 +261,6 @@ def waveform_examples(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
     if segments.shape[1] != EXAMPLE_SAMPLES:
         raise ValueError("an example range lies outside the waveform")
     return log_mel(segments)
-
-
-def grid_examples(audio: Audio, starts: np.ndarray) -> np.ndarray:
-    """Like :func:`waveform_examples`, reading each example's samples from ``audio``."""
-    if len(starts) == 0:
-        return np.zeros((0, EXAMPLE_FRAMES, NUM_MEL_BINS))
-    lo = int(starts.min())
-    block = audio.segment(lo, int(starts.max()) + EXAMPLE_SAMPLES)
-    return waveform_examples(block, starts - lo)
 
 
 def reference_examples(x: np.ndarray, hop_frames: int = EXAMPLE_FRAMES) -> np.ndarray:

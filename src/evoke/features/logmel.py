@@ -71,24 +71,12 @@ class LogMel(FeatureExtractor):
 
     def extract(self, video: VideoInput) -> FeatureResult:
         cfg = self.config
-        T = video.n_steps
-        values = np.zeros((T, DIM), dtype=np.float32)
-        mask = np.zeros(T, dtype=bool)
-        audio = _audio.open_audio(video.audio_path)
-        if audio is None or T == 0:
-            return FeatureResult(values, mask)
-        window = int(round(cfg.window_s * _audio.SAMPLE_RATE))
-        need = max(int(round(cfg.min_coverage_s * _audio.SAMPLE_RATE)), _audio.STFT_WINDOW_SAMPLES)
-        starts = _audio.example_starts(video.timestamps_s)
-        avail = np.clip(audio.n_samples - starts, 0, window)
-        valid = (starts >= 0) & (avail >= need)
-        full = np.flatnonzero(valid & (avail == window))
-        for block in _audio.step_blocks(full, cfg.batch_size):
-            lo = int(starts[block].min())
-            chunk = audio.segment(lo, int(starts[block].max()) + window)
-            segs = np.stack([chunk[s - lo:s - lo + window] for s in starts[block]])
-            values[block] = window_stats(segs)
-        for k in np.flatnonzero(valid & (avail < window)):  # a short final window
-            values[k] = window_stats(audio.segment(starts[k], starts[k] + avail[k]))
-        mask[valid] = True
-        return FeatureResult(values, mask)
+        windows = _audio.step_windows(
+            video.audio_path, video.timestamps_s, window=round(cfg.window_s * _audio.SAMPLE_RATE),
+            min_samples=max(round(cfg.min_coverage_s * _audio.SAMPLE_RATE), _audio.STFT_WINDOW_SAMPLES))
+        values = np.zeros((video.n_steps, DIM), dtype=np.float32)
+        for block in _audio.step_blocks(windows.full_steps, cfg.batch_size):
+            values[block] = window_stats(windows.samples(block))
+        for k in windows.partial_steps:  # a short final window
+            values[k] = window_stats(windows.step_samples(k))
+        return FeatureResult(values, windows.valid)

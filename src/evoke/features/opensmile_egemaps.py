@@ -79,20 +79,12 @@ class OpenSmileEGeMAPS(FeatureExtractor):
     def extract(self, video: VideoInput) -> FeatureResult:
         self.ensure_loaded()
         cfg = self.config
-        T = video.n_steps
-        values = np.zeros((T, DIM), dtype=np.float32)
-        mask = np.zeros(T, dtype=bool)
-        audio = _audio.open_audio(video.audio_path)
-        if audio is None or T == 0:
-            return FeatureResult(values, mask)
-        window = int(round(cfg.window_s * _audio.SAMPLE_RATE))
-        need = int(round(cfg.min_coverage_s * _audio.SAMPLE_RATE))
-        starts = _audio.example_starts(video.timestamps_s)
-        avail = np.clip(audio.n_samples - starts, 0, window)
-        valid = (starts >= 0) & (avail >= need)
-        for k in np.flatnonzero(valid):
-            x = audio.segment(starts[k], starts[k] + avail[k]).astype(np.float32)
+        windows = _audio.step_windows(
+            video.audio_path, video.timestamps_s, window=round(cfg.window_s * _audio.SAMPLE_RATE),
+            min_samples=round(cfg.min_coverage_s * _audio.SAMPLE_RATE))
+        values = np.zeros((video.n_steps, DIM), dtype=np.float32)
+        for k in np.flatnonzero(windows.valid):
+            x = windows.step_samples(k).astype(np.float32)
             row = self._smile.process_signal(x, _audio.SAMPLE_RATE).to_numpy(dtype=np.float64)
             values[k] = np.nan_to_num(row[0], nan=0.0, posinf=0.0, neginf=0.0)
-        mask[valid] = True
-        return FeatureResult(values, mask)
+        return FeatureResult(values, windows.valid)

@@ -253,25 +253,21 @@ class VGGish(FeatureExtractor):
 
     def extract(self, video: VideoInput) -> FeatureResult:
         self.ensure_loaded()
-        T = video.n_steps
-        values = np.zeros((T, EMBEDDING_SIZE), dtype=np.float32)
-        mask = np.zeros(T, dtype=bool)
-        audio = _audio.open_audio(video.audio_path)
-        if audio is None or T == 0:
-            return FeatureResult(values, mask)
-        starts = _audio.example_starts(video.timestamps_s)
-        idx = np.flatnonzero((starts >= 0) & (starts + _audio.EXAMPLE_SAMPLES <= audio.n_samples))
+        # a step needs its whole 0.96 s example (15,600 samples): no partial windows
+        windows = _audio.step_windows(video.audio_path, video.timestamps_s,
+                                      window=_audio.EXAMPLE_SAMPLES, min_samples=_audio.EXAMPLE_SAMPLES)
+        values = np.zeros((video.n_steps, EMBEDDING_SIZE), dtype=np.float32)
+        idx = windows.full_steps
         if idx.size == 0:
-            return FeatureResult(values, mask)
+            return FeatureResult(values, windows.valid)
         if self.config.backend == "torch":
             for block in _audio.step_blocks(idx, self.config.batch_size):
-                values[block] = self.embed_examples(_audio.grid_examples(audio, starts[block]))
+                values[block] = self.embed_examples(_audio.log_mel(windows.samples(block)))
         else:
-            values[idx] = self._run_tfhub(Path(video.audio_path), starts[idx])
+            values[idx] = self._run_tfhub(Path(video.audio_path), windows.starts[idx])
         if self._pca is not None:
             values[idx] = postprocess_embeddings(values[idx], *self._pca)
-        mask[idx] = True
-        return FeatureResult(values, mask)
+        return FeatureResult(values, windows.valid)
 
     def _run_tfhub(self, wav: Path, starts: np.ndarray) -> np.ndarray:
         cfg = self.config
