@@ -51,7 +51,7 @@ def train_inputs(wildcards):
 
 
 def train_settings(wildcards):
-    keys = ("seed", "val_fraction", "full", "lightgbm", "linear")
+    keys = ("seed", "val_fraction", "feature_memory_mb", "full", "lightgbm", "linear")
     block = {k: TRAIN[k] for k in keys if k in TRAIN}
     return shlex.quote(json.dumps(block, sort_keys=True))
 
@@ -74,7 +74,8 @@ rule train_head:
         f"{D}/benchmarks/train/{{task}}/{{head}}/{{featureset}}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
+        # the feature cache (train.feature_memory_mb) plus the model, labels and LightGBM
+        mem_mb=int(TRAIN.get("feature_memory_mb", 2048)) + 2000,
         runtime=240,
     params:
         settings=train_settings,

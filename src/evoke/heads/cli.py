@@ -59,7 +59,7 @@ def register(sub) -> None:
                    help="use this label table instead of the default (e.g. danmaku=labels/x.parquet)")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, default=1)
-    add_settings_argument(p, "train (seed, val_fraction, full, lightgbm, linear)")
+    add_settings_argument(p, "train (seed, val_fraction, feature_memory_mb, full, lightgbm, linear)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="collect every trained head's metrics into metrics.json, report.html/.md")

@@ -17,6 +17,11 @@ second of a video (``time_s`` = t). For a unit the heads read
   standard deviation over the valid steps (mask true) of that window, plus, for
   a second, the step at t itself; extractors concatenated in name order.
 
+The values are read through a :class:`VideoStore`: all of them up front when
+they fit in ``train.feature_memory_mb`` (2 GiB by default), else each video
+when a head first asks for it, with a least-recently-used cache of that size,
+so a VCE-sized set (tens of thousands of videos) trains in bounded memory.
+
 Bad input stops the run with a :class:`HeadDataError` naming what is wrong: a
 NaN or infinite feature (the video and extractor), labels and features that
 share no video (both counts), an unknown extractor in the feature set.
@@ -25,12 +30,15 @@ share no video (both counts), an unknown extractor in the feature set.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 import polars as pl
+from tqdm import tqdm
 
 from evoke import EvokeError
 from evoke.heads.models import pad_repeat_first, resample_steps
@@ -38,6 +46,8 @@ from evoke.heads.models import pad_repeat_first, resample_steps
 log = logging.getLogger(__name__)
 
 POOLS = ("mean", "max", "std")
+# features held in memory at most (MiB); a larger set is read from disk as the heads ask
+DEFAULT_MEMORY_MB = 2048
 
 
 class HeadDataError(EvokeError):
@@ -65,14 +75,95 @@ def check_finite(values: np.ndarray, video_id: str, extractor: str) -> None:
         )
 
 
-class FeatureSet:
-    """Features of ``extractors`` for a set of videos, held in memory (per video, per extractor)."""
+class VideoStore(Mapping):
+    """``{video_id: {extractor: VideoFeatures}}`` read from the feature store on demand.
 
-    def __init__(self, data: dict[str, dict[str, VideoFeatures]], extractors: list[str]):
+    ``locations`` maps each video to ``{extractor: (h5 path, group)}``. Videos
+    are read when first asked for and kept in a least-recently-used cache of at
+    most ``cache_bytes`` bytes of values (``None``: no bound); with
+    ``preload=True`` every video is read now (and stays, when the budget holds
+    them all). Open HDF5 files are kept for the life of the store. A NaN or
+    infinite value stops the read with :class:`HeadDataError` naming the video.
+    """
+
+    def __init__(self, root: Path, locations: dict[str, dict[str, tuple[str, str]]],
+                 cache_bytes: int | None = None):
+        self.root = Path(root)
+        self.locations = locations
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[str, dict[str, VideoFeatures]] = OrderedDict()
+        self._bytes = 0
+        self._files: dict[str, h5py.File] = {}
+        self.reads = 0  # videos read from disk (a cache miss each)
+
+    def __len__(self) -> int:
+        return len(self.locations)
+
+    def __iter__(self):
+        return iter(self.locations)
+
+    def __contains__(self, video_id) -> bool:
+        return video_id in self.locations
+
+    def _file(self, path: str) -> h5py.File:
+        f = self._files.get(path)
+        if f is None:
+            f = self._files[path] = h5py.File(self.root / path, "r")
+        return f
+
+    def _read(self, video_id: str) -> dict[str, VideoFeatures]:
+        out = {}
+        for e, (path, group) in self.locations[video_id].items():
+            g = self._file(path)[group]
+            values = np.asarray(g["values"][()], dtype=np.float32)
+            check_finite(values, video_id, e)
+            mask = np.asarray(g["mask"][()], dtype=bool)
+            mask = mask.reshape(mask.shape[0], -1).any(1) if mask.ndim > 1 else mask
+            ts = np.asarray(g["timestamps_s"][()], dtype=np.float64)
+            out[e] = VideoFeatures(values.reshape(values.shape[0], -1), mask, ts)
+        self.reads += 1
+        return out
+
+    def __getitem__(self, video_id: str) -> dict[str, VideoFeatures]:
+        hit = self._cache.get(video_id)
+        if hit is not None:
+            self._cache.move_to_end(video_id)
+            return hit
+        if video_id not in self.locations:
+            raise KeyError(video_id)
+        d = self._read(video_id)
+        size = sum(f.values.nbytes for f in d.values())
+        self._cache[video_id] = d
+        self._bytes += size
+        while self.cache_bytes is not None and self._bytes > self.cache_bytes and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._bytes -= sum(f.values.nbytes for f in old.values())
+        return d
+
+    def preload(self) -> None:
+        """Read every video now, in file order (checks every value once)."""
+        order = sorted(self.locations, key=lambda v: sorted(self.locations[v].values()))
+        for v in tqdm(order, desc="reading features", unit="video", mininterval=5):
+            self[v]
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+
+class FeatureSet:
+    """Features of ``extractors`` for a set of videos: ``data[video_id][extractor]``
+    (:class:`VideoFeatures`), a dict or a :class:`VideoStore`."""
+
+    def __init__(self, data: Mapping[str, dict[str, VideoFeatures]], extractors: list[str],
+                 dims: dict[str, int] | None = None):
         self.data = data
         self.extractors = sorted(extractors)
-        first = next(iter(data.values()), None)
-        self.dims = {e: (first[e].values.shape[1] if first else 0) for e in self.extractors}
+        if dims is None:
+            first = data[next(iter(data))] if len(data) else None
+            dims = {e: (first[e].values.shape[1] if first else 0) for e in self.extractors}
+        self.dims = dims
 
     @property
     def video_ids(self) -> set[str]:
@@ -93,12 +184,17 @@ class FeatureSet:
         return cls(data, names or [])
 
     @classmethod
-    def load(cls, dataset_dir: str | Path, extractors: list[str], video_ids: set[str] | None = None) -> "FeatureSet":
-        """Read the features of ``extractors`` for ``video_ids`` (all when None) from the store.
+    def load(cls, dataset_dir: str | Path, extractors: list[str], video_ids: set[str] | None = None,
+             memory_mb: float | None = DEFAULT_MEMORY_MB) -> "FeatureSet":
+        """The features of ``extractors`` for ``video_ids`` (all when None) in the store.
 
         A video is used only when every extractor of the set has it with status
-        ``ok``; videos missing from some extractor are left out and counted in
-        the log.
+        ``ok`` and at least one step; videos missing from some extractor are
+        left out and counted in the log. When the values fit in ``memory_mb``
+        MiB (None: no bound) they are all read now, and a NaN anywhere stops
+        here; otherwise videos are read as the heads ask for them and at most
+        ``memory_mb`` MiB of them are cached (a pass over the data reads from
+        disk again: a 50,000-video set trains in a few GiB).
         """
         ddir = Path(dataset_dir)
         index_path = ddir / "features" / "index.parquet"
@@ -117,27 +213,30 @@ class FeatureSet:
                 f"(it has: {', '.join(sorted(known)) or 'none'})"
             )
         index = index.filter(pl.col("extractor").is_in(extractors))
+        lacking = [c for c in ("n_steps", "dim", "h5_path", "h5_group") if c not in index.columns]
+        if lacking:
+            raise HeadDataError(f"{index_path} lacks column(s) {', '.join(lacking)}: rerun the features merge")
+        index = index.filter(pl.col("n_steps") > 0)
         per_video = index.group_by("video_id").agg(pl.col("extractor").n_unique().alias("n"))
         complete = set(per_video.filter(pl.col("n") == len(set(extractors)))["video_id"].to_list())
         if len(complete) < per_video.height:
             log.warning("%d video(s) lack some of %s and are left out", per_video.height - len(complete), extractors)
         if video_ids is not None:
             complete &= set(video_ids)
-        index = index.filter(pl.col("video_id").is_in(sorted(complete))).sort("h5_path", "h5_group")
-        data: dict[str, dict[str, VideoFeatures]] = {}
-        for (path,), rows in index.group_by(["h5_path"], maintain_order=True):
-            with h5py.File(ddir / path, "r") as f:
-                for row in rows.iter_rows(named=True):
-                    g = f[row["h5_group"]]
-                    values = np.asarray(g["values"][()], dtype=np.float32)
-                    check_finite(values, row["video_id"], row["extractor"])
-                    mask = np.asarray(g["mask"][()], dtype=bool)
-                    mask = mask.reshape(mask.shape[0], -1).any(1) if mask.ndim > 1 else mask
-                    ts = np.asarray(g["timestamps_s"][()], dtype=np.float64)
-                    data.setdefault(row["video_id"], {})[row["extractor"]] = VideoFeatures(
-                        values.reshape(values.shape[0], -1), mask, ts)
-        data = {v: d for v, d in data.items() if all(e in d and d[e].values.shape[0] > 0 for e in extractors)}
-        return cls(data, list(extractors))
+        index = index.filter(pl.col("video_id").is_in(sorted(complete)))
+        locations: dict[str, dict[str, tuple[str, str]]] = {}
+        for vid, e, path, group in index.select("video_id", "extractor", "h5_path", "h5_group").iter_rows():
+            locations.setdefault(vid, {})[e] = (path, group)
+        dims = dict(index.group_by("extractor").agg(pl.col("dim").first()).iter_rows())
+        total = int((index["n_steps"] * index["dim"]).sum() or 0) * 4
+        budget = None if memory_mb is None else int(memory_mb * 2 ** 20)
+        store = VideoStore(ddir, locations, cache_bytes=budget)
+        if budget is None or total <= budget:
+            store.preload()
+        else:
+            log.info("features of %d videos take %.0f MiB, over the %.0f MiB budget: read as needed",
+                     len(locations), total / 2 ** 20, budget / 2 ** 20)
+        return cls(store, list(extractors), dims={e: int(dims.get(e, 0)) for e in sorted(extractors)})
 
     # ------------------------------------------------------------------ windows
 
@@ -196,3 +295,4 @@ class FeatureSet:
             for p in POOLS + (("at_t",) if per_second else ()):
                 names += [f"{e}_{p}_{i}" for i in range(self.dims[e])]
         return names
+

@@ -100,11 +100,23 @@ class _Units:
 
 
 def input_stats(feats: FeatureSet, video_ids) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per-extractor mean and std over every step of the training videos."""
+    """Per-extractor mean and std over every step of the training videos (one streaming pass
+    in float64: the features need not fit in memory)."""
+    sums = {e: np.zeros(feats.dims[e]) for e in feats.extractors}
+    squares = {e: np.zeros(feats.dims[e]) for e in feats.extractors}
+    counts = dict.fromkeys(feats.extractors, 0)
+    for vid in sorted(set(video_ids)):
+        per = feats.data[vid]
+        for e in feats.extractors:
+            v = per[e].values.astype(np.float64)
+            sums[e] += v.sum(0)
+            squares[e] += np.square(v).sum(0)
+            counts[e] += v.shape[0]
     out = {}
     for e in feats.extractors:
-        v = np.concatenate([feats.data[vid][e].values for vid in sorted(set(video_ids))])
-        out[e] = (v.mean(0), v.std(0))
+        n = max(counts[e], 1)
+        mean = sums[e] / n
+        out[e] = (mean, np.sqrt(np.maximum(squares[e] / n - mean ** 2, 0.0)))
     return out
 
 

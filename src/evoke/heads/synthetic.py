@@ -6,12 +6,16 @@ latent valence/arousal trajectory per second; two fake extractors (``colour``,
 drawn from it, so a head that reads the features can beat the trivial
 baselines. :func:`write_synthetic_dataset` writes
 
-* ``features/{colour,motion}/s00000.h5`` (one group per video: ``values``,
-  ``timestamps_s``, ``mask``) and ``features/index.parquet``;
+* ``features/{extractor}/s{k:05d}.h5`` (``shard_size`` videos per file, one
+  group per video: ``values``, ``timestamps_s``, ``mask``) and
+  ``features/index.parquet`` (the real store's columns); ``dims`` names the
+  extractors and their widths (benchmarks use the real ones, e.g.
+  ``{"efficientnet": 1280, "vggish": 128}``);
 * ``ingest/probe.parquet`` (``video_id, split``);
 * ``labels/vce.parquet``, ``labels/v2v_pairs.parquet``, ``labels/v2v_lists.parquet``,
   ``labels/eev.parquet``, ``labels/danmaku_seconds.parquet`` (no split
-  column: taken from the ingest stage), ``labels/viewer_valence.parquet``.
+  column: taken from the ingest stage), ``labels/viewer_valence.parquet``;
+  ``tables`` picks which (``("vce", "v2v")`` for a video-level benchmark).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import polars as pl
+from tqdm import tqdm
 
 from evoke.danmaku import EMOTIONS
 from evoke.labels.common import VCE_EMOTIONS
@@ -45,36 +50,63 @@ def latent(n_videos: int, seconds: tuple[int, int], seed: int):
     return out
 
 
+TABLES = ("vce", "v2v", "eev", "danmaku", "viewer_valence")
+
+
 def write_synthetic_dataset(ddir: str | Path, n_videos: int = 60, seconds: tuple[int, int] = (8, 14),
-                            seed: int = 0, noise: float = 0.5, splits=(0.6, 0.2, 0.2)) -> dict:
+                            seed: int = 0, noise: float = 0.5, splits=(0.6, 0.2, 0.2),
+                            dims: dict[str, int] | None = None, shard_size: int | None = None,
+                            tables: tuple[str, ...] = TABLES, progress: bool = False) -> dict:
     """Write the layout above under ``ddir``; return ``{video_id: latent (T, 2)}``."""
     ddir = Path(ddir)
+    dims = dict(DIMS if dims is None else dims)
     rng = np.random.default_rng(seed + 1)
     lat = latent(n_videos, seconds, seed)
     vids = sorted(lat)
     n_tr, n_va = int(splits[0] * n_videos), int(splits[1] * n_videos)
     split = {v: ("train" if i < n_tr else "val" if i < n_tr + n_va else "test") for i, v in enumerate(vids)}
-    # features
-    maps = {e: rng.normal(0, 1, (2, d)) for e, d in DIMS.items()}
-    index = []
-    for e, d in DIMS.items():
-        path = ddir / "features" / e / "s00000.h5"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(path, "w") as f:
-            for v in vids:
-                z = lat[v]
-                values = (z @ maps[e] + rng.normal(0, noise, (len(z), d))).astype(np.float32)
-                g = f.create_group(v)
-                g["values"] = values
-                g["timestamps_s"] = np.arange(len(z), dtype=np.float64)
-                g["mask"] = np.ones(len(z), bool)
-                index.append({"video_id": v, "extractor": e, "status": "ok",
-                              "h5_path": f"features/{e}/s00000.h5", "h5_group": v})
-    pl.DataFrame(index).write_parquet(ddir / "features" / "index.parquet")
+    _write_features(ddir, lat, vids, dims, shard_size or max(n_videos, 1), noise, rng, progress)
     (ddir / "ingest").mkdir(parents=True, exist_ok=True)
     pl.DataFrame({"video_id": vids, "split": [split[v] for v in vids]}).write_parquet(ddir / "ingest" / "probe.parquet")
     lab = ddir / "labels"
     lab.mkdir(parents=True, exist_ok=True)
+    if "vce" in tables:
+        _write_vce(lab / "vce.parquet", lat, vids, split, rng)
+    if "v2v" in tables:
+        _write_v2v(lab, lat, vids, split, rng)
+    per_second = [t for t in ("eev", "danmaku", "viewer_valence") if t in tables]
+    if per_second:
+        _write_per_second(lab, lat, vids, split, rng, per_second)
+    return lat
+
+
+def _write_features(ddir: Path, lat: dict, vids: list[str], dims: dict[str, int], shard_size: int,
+                    noise: float, rng: np.random.Generator, progress: bool) -> None:
+    """One HDF5 file per (extractor, shard); each extractor a noisy linear map of the latent."""
+    maps = {e: rng.normal(0, 1, (2, d)) for e, d in dims.items()}
+    index = []
+    shards = [vids[i:i + shard_size] for i in range(0, len(vids), shard_size)]
+    for e, d in dims.items():
+        (ddir / "features" / e).mkdir(parents=True, exist_ok=True)
+        for k, shard in enumerate(tqdm(shards, desc=f"synthetic {e}", disable=not progress, mininterval=5)):
+            rel = f"features/{e}/s{k:05d}.h5"
+            with h5py.File(ddir / rel, "w") as f:
+                for v in shard:
+                    z = lat[v]
+                    values = (z @ maps[e]).astype(np.float32)
+                    values += rng.standard_normal((len(z), d), dtype=np.float32) * np.float32(noise)
+                    g = f.create_group(v)
+                    g["values"] = values
+                    g["timestamps_s"] = np.arange(len(z), dtype=np.float64)
+                    g["mask"] = np.ones(len(z), bool)
+                    index.append((v, f"s{k:05d}", e, "ok", len(z), d, rel, v))
+    pl.DataFrame(index, orient="row", schema={
+        "video_id": pl.String, "shard": pl.String, "extractor": pl.String, "status": pl.String,
+        "n_steps": pl.Int64, "dim": pl.Int64, "h5_path": pl.String, "h5_group": pl.String,
+    }).write_parquet(ddir / "features" / "index.parquet")
+
+
+def _write_vce(path: Path, lat: dict, vids: list[str], split: dict, rng: np.random.Generator) -> None:
     # VCE: distribution from a softmax of emotion prototypes' proximity to the mean latent
     proto = rng.normal(0, 1.2, (len(VCE_EMOTIONS), 2))
     rows = []
@@ -94,11 +126,14 @@ def write_synthetic_dataset(ddir: str | Path, n_videos: int = 60, seconds: tuple
     # make joy track valence so the emotion-to-pleasantness analysis has something to find
     joy_val = {v: float(1 / (1 + np.exp(-2 * lat[v][:, 0].mean()))) for v in vids}
     vce = vce.with_columns(pl.col("video_id").replace_strict(joy_val).alias("intensity_joy"))
-    vce.write_parquet(lab / "vce.parquet")
+    vce.write_parquet(path)
+
+
+def _write_v2v(lab: Path, lat: dict, vids: list[str], split: dict, rng: np.random.Generator) -> None:
     # V2V: pairs within each split ordered by mean valence
     pairs, lists = [], []
     for s in ("train", "val", "test"):
-        sv = [v for v in vids if split[v] == s]
+        sv = np.array([v for v in vids if split[v] == s])
         for _ in range(3 * len(sv)):
             a, b = rng.choice(sv, 2, replace=False)
             va, vb = lat[a][:, 0].mean(), lat[b][:, 0].mean()
@@ -112,7 +147,10 @@ def write_synthetic_dataset(ddir: str | Path, n_videos: int = 60, seconds: tuple
         lab / "v2v_pairs.parquet")
     pl.DataFrame(lists, schema={"videos": pl.List(pl.String), "split": pl.String}).write_parquet(
         lab / "v2v_lists.parquet")
-    # per-second tables
+
+
+def _write_per_second(lab: Path, lat: dict, vids: list[str], split: dict, rng: np.random.Generator,
+                      tables: list[str]) -> None:
     w = rng.normal(0, 1.5, (len(EEV_EXPRESSIONS), 2))
     dw = rng.normal(0, 1.0, (len(EMOTIONS), 2))
     eev, dm, vv = [], [], []
@@ -131,7 +169,7 @@ def write_synthetic_dataset(ddir: str | Path, n_videos: int = 60, seconds: tuple
                 val = z[0] + (0.3 if k else -0.3) + rng.normal(0, 0.3)
                 row[f"valence_bin__{name}"] = int(val >= 0) if not (k and t == 0) else None
             vv.append(row)
-    pl.DataFrame(eev).write_parquet(lab / "eev.parquet")
-    pl.DataFrame(dm).write_parquet(lab / "danmaku_seconds.parquet")
-    pl.DataFrame(vv).write_parquet(lab / "viewer_valence.parquet")
-    return lat
+    for name, rows, file in (("eev", eev, "eev.parquet"), ("danmaku", dm, "danmaku_seconds.parquet"),
+                             ("viewer_valence", vv, "viewer_valence.parquet")):
+        if name in tables:
+            pl.DataFrame(rows).write_parquet(lab / file)

@@ -34,7 +34,7 @@ import polars as pl
 
 from evoke import EvokeError
 from evoke.config import fingerprint
-from evoke.heads.data import FeatureSet, HeadDataError
+from evoke.heads.data import DEFAULT_MEMORY_MB, FeatureSet, HeadDataError
 from evoke.heads.full import FullConfig, fit_full
 from evoke.heads.light import LIGHT_HEADS, fit_binary_columns, fit_distribution
 
@@ -194,6 +194,11 @@ class Task:
         self.seq_len = self.full_cfg.seq_len
         self.lgbm_params = dict(self.settings.get("lightgbm", {}))
         self.linear_params = dict(self.settings.get("linear", {}))
+        self.feature_memory_mb = self.settings.get("feature_memory_mb", DEFAULT_MEMORY_MB)
+
+    def model_settings(self) -> dict:
+        """The settings that decide the results (the feature cache size does not)."""
+        return {k: v for k, v in self.settings.items() if k != "feature_memory_mb"}
 
     # -------------------------------------------------------------- labels
 
@@ -305,7 +310,7 @@ def run_task(task_name: str, head: str, extractors: list[str], dataset_dir: str 
     data = task.load(dataset_dir, task.label_paths(dataset_dir, label_overrides))
     if task.uses_features:
         if feats is None:
-            feats = FeatureSet.load(dataset_dir, list(extractors))
+            feats = FeatureSet.load(dataset_dir, list(extractors), memory_mb=task.feature_memory_mb)
         data = restrict_to_features(data, feats, task.per_second)
     t_load = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -317,8 +322,8 @@ def run_task(task_name: str, head: str, extractors: list[str], dataset_dir: str 
         "task": task.name, "head": head,
         "features": sorted(extractors) if task.uses_features else [],
         "feature_set": featureset_name(extractors) if task.uses_features else "labels",
-        "seed": task.seed, "settings": task.settings, "config_hash": fingerprint(task.name, head, sorted(extractors),
-                                                                             task.settings),
+        "seed": task.seed, "settings": task.settings,
+        "config_hash": fingerprint(task.name, head, sorted(extractors), task.model_settings()),
         "n": data.counts(), "val_from_train": data.val_from_train,
         "metrics": metrics, "baselines": task.baselines(data, "test"),
         "info": info, "load_s": t_load, "fit_s": t_fit,
