@@ -117,17 +117,22 @@ def run_snakemake(cwd: Path, args: list[str], env=None, timeout=600) -> subproce
     return proc
 
 
-def requested_resources(log: str) -> dict[tuple[str, str], dict[str, str]]:
-    """(rule, shard) -> the resources Snakemake printed for each job it ran."""
-    jobs, rule, wildcards = {}, None, ""
+def planned_jobs(log: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    """(rule, wildcards, resources) of every job Snakemake printed (ran, or planned in a dry run)."""
+    jobs, rule, wildcards = [], None, {}
     for line in log.splitlines():
         if m := re.match(r"^(?:local)?rule (\w+):", line):
-            rule, wildcards = m.group(1), ""
-        elif rule and (m := re.match(r"^\s+wildcards: shard=(\S+)", line)):
-            wildcards = m.group(1)
+            rule, wildcards = m.group(1), {}
+        elif rule and (m := re.match(r"^\s+wildcards: (.*)", line)):
+            wildcards = dict(kv.split("=", 1) for kv in m.group(1).split(", "))
         elif rule and (m := re.match(r"^\s+resources: (.*)", line)):
-            jobs[(rule, wildcards)] = dict(kv.split("=", 1) for kv in m.group(1).split(", "))
+            jobs.append((rule, wildcards, dict(kv.split("=", 1) for kv in m.group(1).split(", "))))
     return jobs
+
+
+def requested_resources(log: str) -> dict[tuple[str, str], dict[str, str]]:
+    """(rule, shard) -> the resources Snakemake printed for each job it ran."""
+    return {(rule, wildcards.get("shard", "")): res for rule, wildcards, res in planned_jobs(log)}
 
 
 def slurm_jobs(env: dict, workdir: Path) -> list[dict[str, str]]:
@@ -213,3 +218,29 @@ def test_demo_through_slurm_profile_equals_local_run(slurm, manifest, tmp_path):
         assert sorted(a[vid]) == sorted(b[vid])
         for key in a[vid]:
             np.testing.assert_array_equal(a[vid][key], b[vid][key], err_msg=f"{vid}/{key}")
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu"])
+def test_profile_asks_a_gpu_only_for_torch_extractors(manifest, tmp_path, device):
+    """A dry run through the profile (no SLURM needed): torch extractors' shard jobs run in
+    features_shard_gpu with gpu=1 and the profile's CPUs per GPU; CPU-only extractors, and
+    every extractor under features.device: cpu, in features_shard without a GPU."""
+    import yaml
+
+    wd = workflow_copy(tmp_path / "wf")
+    cfg = yaml.safe_load((wd / "config.yaml").read_text())
+    cfg.update(dataset="gputest", manifest=str(manifest), shard_size=1)
+    cfg["features"].update(extractors=["colour", "logmel", "vggish", "facenet"], device=device)
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(wd, ["features", "-n", "--cores", "32", "--profile", "slurm"])
+    jobs = [(rule, wc["extractor"], res) for rule, wc, res in planned_jobs(proc.stdout + proc.stderr)
+            if rule.startswith("features_shard")]
+    assert sorted(e for _, e, _ in jobs) == sorted(["colour", "logmel", "vggish", "facenet"] * 2)
+    on_gpu = {"vggish", "facenet"} if device == "auto" else set()
+    for rule, extractor, res in jobs:
+        if extractor in on_gpu:
+            assert rule == "features_shard_gpu", (extractor, rule)
+            assert (res["gpu"], res["cpus_per_gpu"], res["cpus_per_task"]) == ("1", "8", "0"), res
+        else:
+            assert rule == "features_shard", (extractor, rule)
+            assert "gpu" not in res and "cpus_per_gpu" not in res and res["cpus_per_task"] == "2", res

@@ -1,3 +1,6 @@
+# One job per (extractor, shard). Two rules with the same command, split by extractor
+# (common.smk): features_shard_gpu declares gpu=1 for the torch models, features_shard
+# for the rest declares none, so a cluster profile can give GPUs to the first only.
 rule features_shard:
     input:
         frames=f"{D}/frames/{{shard}}.h5",
@@ -9,6 +12,8 @@ rule features_shard:
         f"{D}/logs/features/{{extractor}}/{{shard}}.log",
     benchmark:
         f"{D}/benchmarks/features/{{extractor}}/{{shard}}.tsv"
+    wildcard_constraints:
+        extractor=one_of(CPU_EXTRACTORS),
     threads: 2
     resources:
         mem_mb=4000,
@@ -20,6 +25,15 @@ rule features_shard:
         " --dataset {DATASET} --frames {input.frames:q} --probe {input.probe:q}"
         " --settings {params.settings} --out {output.h5:q} --status {output.status:q}"
         " > {log:q} 2>&1"
+
+
+use rule features_shard as features_shard_gpu with:
+    wildcard_constraints:
+        extractor=one_of(GPU_EXTRACTORS),
+    resources:
+        mem_mb=4000,
+        runtime=480,
+        gpu=1,
 
 
 rule features_merge:
