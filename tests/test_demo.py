@@ -71,7 +71,7 @@ def test_manifest_validates_with_file_urls_splits_and_danmaku(built, manifest):
     assert set(counts) == {"train", "val", "test"}
     assert 0.6 <= counts["train"] / N_CLIPS <= 0.8
     with_danmaku = manifest.filter(pl.col("danmaku").is_not_null())
-    assert with_danmaku.height == N_CLIPS // 2
+    assert with_danmaku.height == (3 * N_CLIPS) // 4
     for p in with_danmaku["danmaku"]:
         assert Path(p).is_absolute() and Path(p).is_file()
     cut = manifest.filter(pl.col("start_s").is_not_null())

@@ -3,11 +3,12 @@
 Three shapes of target cover every task:
 
 * :func:`fit_distribution` (VCE, danmaku LDL): an (N, C) label distribution.
-  A multiclass classifier is fitted to the distribution itself by giving each
-  video one row per class with a positive share, weighted by that share: the
-  weighted log-loss is then the cross-entropy to the distribution. LightGBM
-  ``LGBMClassifier`` (multiclass) or multinomial ``LogisticRegression``.
-  Classes that never occur in training get probability 0.
+  A softmax model is fitted to the distribution itself with the cross-entropy
+  to it as the loss (the log-loss of one row per class weighted by its share,
+  computed without making those rows, so memory stays N x features): LightGBM
+  with that loss as a custom objective (LightGBM's multiclass gradient and
+  hessian), or multinomial logistic regression (L-BFGS, scikit-learn's
+  ``C``). Classes that never occur in training get probability 0.
 * :func:`fit_binary_columns` (EEV expressions, viewers' valence): one binary
   classifier per column (``LGBMClassifier`` or ``LogisticRegression``), only on
   the rows where that column is labelled. A column with a single class in
@@ -56,10 +57,20 @@ class _Scaler:
         return (X - self.mean) / self.std
 
 
+C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
+
+
 def fit_distribution(head: str, X: np.ndarray, P: np.ndarray, predict: list[np.ndarray], seed: int = 0,
-                     params: dict | None = None) -> tuple[list[np.ndarray], dict]:
+                     params: dict | None = None,
+                     val: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[list[np.ndarray], dict]:
     """Fit to label distributions ``P`` (N, C); return predicted (M, C) distributions for each
-    array in ``predict`` and an info dict."""
+    array in ``predict`` and an info dict.
+
+    With ``val`` = (X_val, P_val) the model is chosen on the validation
+    cross-entropy: LightGBM stops adding trees 20 rounds after the best one
+    (``info["best_iteration"]``); the linear model takes the best ``C`` of
+    :data:`C_GRID` unless ``params`` sets one (``info["C"]``).
+    """
     n, c = P.shape
     rows, cols = np.nonzero(P > 0)
     if rows.size == 0:
@@ -68,28 +79,110 @@ def fit_distribution(head: str, X: np.ndarray, P: np.ndarray, predict: list[np.n
     if present.size < 2:
         raise HeadDataError(f"the training labels use a single class (index {int(present[0])}): "
                             "a classifier needs at least two")
-    Xr, yr, wr = X[rows], cols, P[rows, cols]
+    Pp = P[:, present] / P[:, present].sum(1, keepdims=True).clip(1e-12)
+    keep = P[:, present].sum(1) > 0  # rows with an all-zero distribution carry no target
+    Xk, Pk = X[keep], Pp[keep]
+    Xv = Pv = None
+    if val is not None and len(val[0]):
+        vkeep = val[1][:, present].sum(1) > 0
+        Xv, Pv = val[0][vkeep], val[1][vkeep][:, present] / val[1][vkeep][:, present].sum(1, keepdims=True)
+    info: dict = {"classes_seen": int(present.size)}
     if head == "lightgbm":
-        from lightgbm import LGBMClassifier
+        import lightgbm as lgb
 
-        model = LGBMClassifier(objective="multiclass", **_lgbm_params(params, seed))
-        model.fit(Xr, yr, sample_weight=wr)
-        prob = [model.predict_proba(Z) for Z in predict]
+        p = _lgbm_params(params, seed)
+        rounds = int(p.pop("n_estimators"))
+        p.update(objective=_soft_softmax_objective(Pk), num_class=int(present.size), metric="None")
+        dparams = {"verbose": -1, "min_data_in_leaf": p["min_child_samples"], "feature_pre_filter": False}
+        data = lgb.Dataset(Xk, params=dparams, free_raw_data=True)
+        kw = {}
+        if Xv is not None and len(Xv):
+            kw = {"valid_sets": [lgb.Dataset(Xv, params=dparams, reference=data)], "valid_names": ["val"],
+                  "feval": _soft_ce_metric(Pv), "callbacks": [lgb.early_stopping(20, verbose=False)]}
+        booster = lgb.train(p, data, num_boost_round=rounds, **kw)
+        best = booster.best_iteration if kw and booster.best_iteration > 0 else booster.current_iteration()
+        info["best_iteration"] = int(best)
+        prob = [_softmax_rows(booster.predict(Z, raw_score=True, num_iteration=best)) for Z in predict]
     elif head == "linear":
-        from sklearn.linear_model import LogisticRegression
-
         scale = _Scaler(X)
-        model = LogisticRegression(C=(params or {}).get("C", 1.0), max_iter=2000)
-        model.fit(scale(Xr), yr, sample_weight=wr)
-        prob = [model.predict_proba(scale(Z)) for Z in predict]
+        grid = [float(params["C"])] if params and "C" in params else (list(C_GRID) if Xv is not None else [1.0])
+        fits = [(C, *_soft_logistic_regression(scale(Xk), Pk, C=C)) for C in grid]
+        if len(fits) > 1:
+            ce = [_cross_entropy(_softmax_rows(scale(Xv) @ W + b), Pv) for _, W, b in fits]
+            info["val_cross_entropy"] = dict(zip(map(str, grid), map(float, ce)))
+            fits = [fits[int(np.argmin(ce))]]
+        C, W, b = fits[0]
+        info["C"] = C
+        prob = [_softmax_rows(scale(Z) @ W + b) for Z in predict]
     else:
         raise HeadDataError(f"unknown lightweight head {head!r} (known: {', '.join(LIGHT_HEADS)})")
     out = []
     for pr in prob:
         full = np.zeros((pr.shape[0], c))
-        full[:, model.classes_] = pr
+        full[:, present] = pr
         out.append(full)
-    return out, {"classes_seen": int(present.size)}
+    return out, info
+
+
+def _cross_entropy(q: np.ndarray, p: np.ndarray) -> float:
+    return float(-(p * np.log(np.clip(q, 1e-12, 1.0))).sum(1).mean())
+
+
+def _soft_ce_metric(P: np.ndarray):
+    """LightGBM eval function: mean cross-entropy of softmax(raw scores) to ``P`` (lower is better)."""
+    def metric(preds, _data):
+        return "soft_cross_entropy", _cross_entropy(_softmax_rows(preds), P), False
+
+    return metric
+
+
+def _softmax_rows(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64).reshape(z.shape[0], -1)
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def _soft_softmax_objective(P: np.ndarray):
+    """LightGBM objective: cross-entropy of softmax(z) to the distributions ``P`` (N, K).
+
+    Gradient ``q - p``; hessian ``K / (K - 1) q (1 - q)``, LightGBM's own multiclass
+    factor, so this equals its ``multiclass`` objective with one row per class
+    weighted by its share, without making those rows.
+    """
+    k = P.shape[1]
+    factor = k / (k - 1.0)
+
+    def objective(preds, _data):
+        q = _softmax_rows(preds)
+        return (q - P), np.maximum(factor * q * (1.0 - q), 1e-12)
+
+    return objective
+
+
+def _soft_logistic_regression(X: np.ndarray, P: np.ndarray, C: float = 1.0,
+                              max_iter: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression to distributions: minimise
+    ``-sum_i sum_c P_ic log softmax(X W + b)_ic + |W|^2 / (2 C)`` (L-BFGS), the objective
+    of scikit-learn's ``LogisticRegression(C)`` on one row per class weighted by its share."""
+    from scipy.optimize import minimize
+
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    k = P.shape[1]
+
+    def f(w):
+        W, b = w[:d * k].reshape(d, k), w[d * k:]
+        z = X @ W + b
+        z -= z.max(1, keepdims=True)
+        logq = z - np.log(np.exp(z).sum(1, keepdims=True))
+        g = np.exp(logq) - P
+        loss = -(P * logq).sum() + 0.5 / C * np.square(W).sum()
+        return loss, np.concatenate([(X.T @ g + W / C).ravel(), g.sum(0)])
+
+    res = minimize(f, np.zeros(d * k + k), jac=True, method="L-BFGS-B",
+                   options={"maxiter": max_iter, "gtol": 1e-6})
+    return res.x[:d * k].reshape(d, k), res.x[d * k:]
 
 
 def fit_binary_columns(head: str, X: np.ndarray, Y: np.ndarray, M: np.ndarray | None,

@@ -232,7 +232,7 @@ class Task:
             X = {s: feats.pooled_matrix(u.video_id, u.time_s, self.seq_len) for s, u in data.splits.items()}
             if self.kind == "distribution":
                 preds, info = fit_distribution(head, X["train"], tr.y, [X[s] for s in targets], self.seed,
-                                               self._params(head))
+                                               self._params(head), val=(X["val"], data.splits["val"].y))
             else:
                 preds, info = fit_binary_columns(head, X["train"], tr.y, tr.mask, [X[s] for s in targets],
                                                  data.target_names, self.seed, self._params(head))

@@ -1,0 +1,262 @@
+"""Heads benchmark (issue 5): full-head epoch time and light-head fit time, with peak memory.
+
+Two datasets:
+
+* ``demo``: ``results/demo`` (run the demo first), the VCE task on the config's
+  feature set (colour + motion);
+* ``synthetic``: a VCE-sized set written by :func:`evoke.heads.synthetic.write_synthetic_dataset`:
+  ``--videos`` (50,000) videos of ``--seconds`` (5-30) seconds with the widths of
+  the papers' features (``--dims``, efficientnet 1280 + vggish 128 per second),
+  200 videos per shard like the features stage, float32, about 5 GB on disk
+  (cached in ``bench/out/heads_synthetic_*`` between runs).
+
+Every measurement runs in its own child process, which reports its wall time
+and peak resident memory (``ru_maxrss``). Each has a reference timed in the
+same child:
+
+* ``pool``: :meth:`FeatureSet.load` (``feature_memory_mb`` 2048) and the pooled
+  matrix of every VCE unit; reference: reading the same HDF5 datasets with
+  h5py, nothing else;
+* ``lightgbm``: the ``lightgbm`` distribution head (:func:`fit_distribution`,
+  soft-label objective) for ``--lgbm-rounds`` boosting rounds on the pooled
+  matrix; reference: LightGBM's built-in ``multiclass`` on the argmax labels,
+  same rounds and parameters. The per-round time times the configured rounds
+  (200) is the extrapolated full fit;
+* ``linear``: the ``linear`` distribution head at one ``C`` (without a set
+  ``C`` the validation grid fits :data:`C_GRID`'s five); no reference: seconds
+  and memory only; on the synthetic set only with ``--linear-synthetic``;
+* ``full``: one epoch of the full head (``train_model``; default sizes: 60
+  steps, hidden 128, 4 experts, batch 32) through the feature store;
+  reference: the model alone (forward, backward, step) on four training
+  batches cut beforehand and held in memory, timed over up to 40 batches and
+  scaled to the epoch's batch count, so the ratio is the cost of reading,
+  cutting and padding the sequences and of the validation pass.
+
+    .venv/bin/python bench/heads.py                       # demo + 50,000 videos (about 40 min on 2 cores)
+    .venv/bin/python bench/heads.py --videos 2000         # a quick look
+    .venv/bin/python bench/heads.py --only demo
+
+Writes ``bench/out/heads.json``; figures and machine: ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "bench" / "out"
+FULL = {"epochs": 1, "patience": 1}  # other full-head settings: the config defaults
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _units(ddir: Path, extractors: list[str]):
+    from evoke.tasks import get_task
+    from evoke.tasks.base import restrict_to_features
+
+    task = get_task("vce")({"seed": 0, "feature_memory_mb": 2048})
+    data = task.load(ddir, task.label_paths(ddir))
+    return task, data, restrict_to_features
+
+
+# ------------------------------------------------------------------ children
+
+
+def child_pool(ddir: Path, extractors: list[str]) -> dict:
+    import h5py
+    import polars as pl
+
+    from evoke.heads.data import FeatureSet
+
+    index = pl.read_parquet(ddir / "features" / "index.parquet").filter(pl.col("extractor").is_in(extractors))
+    t = time.perf_counter()
+    n = 0
+    for (path,), rows in index.group_by(["h5_path"], maintain_order=True):
+        with h5py.File(ddir / path, "r") as f:
+            for g in rows["h5_group"]:
+                n += f[g]["values"][()].size
+    ref = time.perf_counter() - t
+    t = time.perf_counter()
+    fs = FeatureSet.load(ddir, extractors, memory_mb=2048)
+    vids = sorted(fs.video_ids)
+    X = fs.pooled_matrix(vids, None, 60)
+    run = time.perf_counter() - t
+    return {"seconds": run, "reference_s": ref, "ratio": run / ref, "videos": len(vids),
+            "pooled_shape": list(X.shape), "values_gib": n * 4 / 2 ** 30, "peak_rss_mib": _rss_mib()}
+
+
+def _pooled(ddir: Path, extractors: list[str]):
+    from evoke.heads.data import FeatureSet
+
+    task, data, restrict = _units(ddir, extractors)
+    fs = FeatureSet.load(ddir, extractors, memory_mb=2048)
+    data = restrict(data, fs, False)
+    X = {s: fs.pooled_matrix(u.video_id, None, 60) for s, u in data.splits.items()}
+    return X, data
+
+
+def child_lightgbm(ddir: Path, extractors: list[str], rounds: int) -> dict:
+    import lightgbm as lgb
+    import numpy as np
+
+    from evoke.heads.light import _lgbm_params, fit_distribution
+
+    X, data = _pooled(ddir, extractors)
+    tr = data.splits["train"]
+    t = time.perf_counter()
+    fit_distribution("lightgbm", X["train"], tr.y, [X["test"]], 0, {"n_estimators": rounds})
+    run = time.perf_counter() - t
+    p = _lgbm_params({"n_estimators": rounds}, 0)
+    t = time.perf_counter()
+    ds = lgb.Dataset(X["train"], label=tr.y.argmax(1),
+                     params={"verbose": -1, "min_data_in_leaf": p["min_child_samples"]})
+    lgb.train({k: v for k, v in p.items() if k != "n_estimators"} | {"objective": "multiclass",
+                                                                      "num_class": tr.y.shape[1]},
+              ds, num_boost_round=rounds)
+    ref = time.perf_counter() - t
+    return {"seconds": run, "reference_s": ref, "ratio": run / ref, "rounds": rounds,
+            "train_rows": int(X["train"].shape[0]), "features": int(X["train"].shape[1]),
+            "classes": int(np.count_nonzero(tr.y.sum(0))), "peak_rss_mib": _rss_mib()}
+
+
+def child_linear(ddir: Path, extractors: list[str]) -> dict:
+    from evoke.heads.light import fit_distribution
+
+    X, data = _pooled(ddir, extractors)
+    tr = data.splits["train"]
+    t = time.perf_counter()
+    fit_distribution("linear", X["train"], tr.y, [X["test"]], 0, {"C": 1.0})
+    run = time.perf_counter() - t
+    return {"seconds": run, "train_rows": int(X["train"].shape[0]), "features": int(X["train"].shape[1]),
+            "peak_rss_mib": _rss_mib()}
+
+
+def child_full(ddir: Path, extractors: list[str]) -> dict:
+    import numpy as np
+    import torch
+
+    from evoke.heads.data import FeatureSet
+    from evoke.heads.full import FullConfig, fit_full
+
+    torch.set_num_threads(2)
+    task, data, restrict = _units(ddir, extractors)
+    fs = FeatureSet.load(ddir, extractors, memory_mb=2048)
+    data = restrict(data, fs, False)
+    cfg = FullConfig.from_dict(FULL)
+    tr, va = data.splits["train"], data.splits["val"]
+    t = time.perf_counter()
+    _, history, model = fit_full(fs, tr.as_dict(), va.as_dict(), [], "l1_softmax", tr.y.shape[1], cfg,
+                                 OUT / "heads_ckpt" / ddir.name)
+    run = time.perf_counter() - t
+    epoch_s = history[0]["epoch_s"]
+    # reference: the model alone on training batches already cut and held in memory
+    n_batches = -(-len(tr) // cfg.train.batch_size)
+    probe = min(n_batches, 40)
+    bs = cfg.train.batch_size
+    batches = []
+    for b in range(4):
+        seqs = [fs.sequence(v, None, cfg.seq_len) for v in tr.video_id[b * bs:(b + 1) * bs]]
+        batches.append({e: torch.from_numpy(np.stack([s[e] for s in seqs])) for e in fs.extractors})
+    y = torch.as_tensor(tr.y[:bs], dtype=torch.float32)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    t = time.perf_counter()
+    for i in range(probe):
+        x = batches[i % 4]
+        loss = (torch.softmax(model(x), -1) - y[:len(next(iter(x.values())))]).abs().sum(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    bare_train = (time.perf_counter() - t) / probe * n_batches
+    return {"epoch_s": epoch_s, "fit_s": run, "train_units": len(tr), "val_units": len(va),
+            "batches": n_batches, "reference_s": bare_train, "ratio": epoch_s / bare_train,
+            "reference_batches_timed": probe, "peak_rss_mib": _rss_mib()}
+
+
+CHILDREN = {"pool": child_pool, "lightgbm": child_lightgbm, "linear": child_linear, "full": child_full}
+
+
+def run_child(kind: str, ddir: Path, extractors: list[str], **kw) -> dict:
+    args = json.dumps({"kind": kind, "ddir": str(ddir), "extractors": extractors, "kw": kw})
+    env = dict(os.environ, TQDM_DISABLE="1", HF_HUB_OFFLINE="1")
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, "--child", args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} on {ddir} failed:\n{proc.stderr[-3000:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["child_wall_s"] = time.perf_counter() - t
+    print(f"  {kind}: {json.dumps(res)}", flush=True)
+    return res
+
+
+def synthetic(n: int, dims: dict[str, int], seconds: tuple[int, int]) -> tuple[Path, float | None]:
+    from evoke.heads.synthetic import write_synthetic_dataset
+
+    d = OUT / f"heads_synthetic_{n}_{'_'.join(f'{k}{v}' for k, v in dims.items())}_{seconds[0]}-{seconds[1]}"
+    stamp = d / "done.json"
+    if stamp.exists():
+        return d, None
+    t = time.perf_counter()
+    write_synthetic_dataset(d, n_videos=n, seconds=seconds, seed=0, dims=dims, shard_size=200,
+                            tables=("vce",), progress=True)
+    took = time.perf_counter() - t
+    stamp.write_text(json.dumps({"seconds": took}))
+    return d, took
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--child")
+    ap.add_argument("--videos", type=int, default=50_000)
+    ap.add_argument("--dims", default="efficientnet=1280,vggish=128")
+    ap.add_argument("--seconds", default="5,30")
+    ap.add_argument("--lgbm-rounds", type=int, default=3, help="rounds timed on the synthetic set (demo: 200)")
+    ap.add_argument("--only", choices=["demo", "synthetic"])
+    ap.add_argument("--skip", action="append", default=[], choices=sorted(CHILDREN))
+    ap.add_argument("--linear-synthetic", action="store_true",
+                    help="also fit the linear head on the synthetic set (L-BFGS: hours at 50,000 x 4,224)")
+    args = ap.parse_args()
+    if args.child:
+        spec = json.loads(args.child)
+        res = CHILDREN[spec["kind"]](Path(spec["ddir"]), spec["extractors"], **spec["kw"])
+        print(json.dumps(res))
+        return 0
+    OUT.mkdir(parents=True, exist_ok=True)
+    results = {"load_average_start": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    runs = []
+    if args.only != "synthetic":
+        runs.append(("demo", REPO / "results" / "demo", ["colour", "motion"], 200))
+    if args.only != "demo":
+        dims = {k: int(v) for k, v in (kv.split("=") for kv in args.dims.split(","))}
+        lo, hi = (int(x) for x in args.seconds.split(","))
+        print(f"synthetic set: {args.videos} videos, {dims}, {lo}-{hi} s", flush=True)
+        d, took = synthetic(args.videos, dims, (lo, hi))
+        results["synthetic_write_s"] = took
+        runs.append(("synthetic", d, sorted(dims), args.lgbm_rounds))
+    for name, d, extractors, rounds in runs:
+        print(f"{name}: {d}", flush=True)
+        r = {}
+        for kind in CHILDREN:
+            if kind in args.skip or (kind == "linear" and name == "synthetic" and not args.linear_synthetic):
+                continue
+            kw = {"rounds": rounds} if kind == "lightgbm" else {}
+            r[kind] = run_child(kind, d, extractors, **kw)
+        results[name] = r
+    results["load_average_end"] = os.getloadavg()[0]
+    (OUT / "heads.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
