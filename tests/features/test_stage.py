@@ -1,6 +1,7 @@
 """The features stage: registry, weight-free extractors, the HDF5 store, resume after a kill."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,6 +91,54 @@ def test_motion_is_higher_for_moving_content(shard, media, tmp_path):
     ext = EXTRACTORS["motion"]()
     res = ext.extract(VideoInput("still", np.arange(3.0), np.ones(3, bool), 3.0, still))
     assert res.mask.all() and np.abs(res.values).max() < 1e-3
+
+
+def read_shard(path) -> dict:
+    with h5py.File(path) as f:
+        return {vid: {name: f[vid][name][()] for name in f[vid]} for vid in f}
+
+
+@pytest.mark.parametrize("name", ["colour", "efficientnet"])
+def test_prefetched_features_equal_the_serial_reads_bit_for_bit(shard, tmp_path, name):
+    if name == "efficientnet":
+        pytest.importorskip("efficientnet_lite_pytorch", reason="pip install efficientnet-lite-pytorch==0.1.0")
+    root, probe_rows, _, frames = shard
+    settings = {"config": {"batch_size": 4} if name == "efficientnet" else {"batch_size": 3}, "device": "cpu",
+                "weights": {}}
+    runs = {}
+    for batches in (0, 1, 2):
+        out = tmp_path / f"{batches}.h5"
+        status = features_shard(name, settings, frames, probe_rows, root, "s00000", out, prefetch_batches=batches)
+        assert (status["status"] == "ok").all()
+        runs[batches] = read_shard(out)
+    assert sorted(runs[0]) == ["cfr", "noaudio", "vfr"]
+    for batches in (1, 2):
+        for vid, data in runs[0].items():
+            for key, arr in data.items():
+                np.testing.assert_array_equal(runs[batches][vid][key], arr, err_msg=f"{vid}/{key}")
+
+
+def test_an_unreadable_frame_fails_its_video_only(shard, tmp_path):
+    root, probe_rows, _, frames = shard
+    broken = tmp_path / "frames.h5"
+    shutil.copy(frames, broken)
+    with h5py.File(broken) as f:  # where the compressed chunk of noaudio's second frame lies
+        info = f["noaudio/frames"].id.get_chunk_info_by_coord((1, 0, 0, 0))
+    with open(broken, "r+b") as fh:
+        fh.seek(info.byte_offset)
+        fh.write(b"\xff" * info.size)
+    settings = {"config": {"batch_size": 2}, "device": "cpu", "weights": {}}
+    status = features_shard("colour", settings, broken, probe_rows, root, "s00000", tmp_path / "out.h5")
+    got = dict(zip(status["video_id"], status["status"]))
+    assert got == {"cfr": "ok", "noaudio": "failed", "vfr": "ok"}
+    error = status.filter(pl.col("video_id") == "noaudio")["error"][0]
+    assert error.startswith("noaudio: reading frames failed")
+    ref = tmp_path / "ref.h5"
+    features_shard("colour", settings, frames, probe_rows, root, "s00000", ref, prefetch_batches=0)
+    out, want = read_shard(tmp_path / "out.h5"), read_shard(ref)
+    assert sorted(out) == ["cfr", "vfr"]
+    for vid in out:
+        np.testing.assert_array_equal(out[vid]["values"], want[vid]["values"])
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 A subclass provides ``preprocess(frames) -> tensor``, ``_features(x)`` (the
 extractor's per-frame features) and ``_logits(x)`` (ImageNet logits); this mixin
 turns them into ``features``/``classify`` on images and ``extract`` on a video.
+In ``extract`` the preprocessing is the extractor's ``prepare_frames``, so in the
+features stage it runs in the frame prefetch thread, beside the model.
 torch is imported only when they run, so registering the extractors stays cheap.
 """
 
@@ -37,12 +39,15 @@ class ImageModelMixin:
         with T.inference(self._device, self.config.amp):
             return self._logits(self._batch(images)).float().cpu().numpy()
 
+    def prepare_frames(self, frames: np.ndarray):
+        from evoke.features import _torch as T
+
+        with T.preprocessing(self._device, self.config.amp):
+            return self.preprocess(frames)
+
     def extract(self, video: VideoInput) -> FeatureResult:
         from evoke.features import _torch as T
 
         self.ensure_loaded()
         with T.inference(self._device, self.config.amp):
-            return T.run_frame_batches(
-                video, self.config.batch_size, self.dim,
-                lambda frames: self._features(self.preprocess(frames)).cpu().numpy(),
-            )
+            return self.per_frame(video, lambda x: self._features(x).cpu().numpy())

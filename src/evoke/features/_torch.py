@@ -8,14 +8,14 @@ Imported lazily by the extractor modules (inside ``load``/``extract``), so
   fp32 convolutions run in IEEE fp32 (torch's default there is TF32, which
   would break "same numbers on CPU and GPU"), or in fp16 autocast when the
   extractor's ``amp`` setting asks for it; on the CPU ``amp`` is ignored;
+  :func:`preprocessing`: its thread-local part, for preprocessing in the frame
+  prefetch thread;
 * :func:`frames_to_tensor` (uint8 to the device), :func:`resize_short_side`, :func:`resize_exact`,
   :func:`center_crop`, :func:`normalize`: batched preprocessing on the device,
   in float32 on the 0..255 scale;
 * :func:`load_checkpoint`: read a state dict (``weights_only``), unwrap the
   usual containers and load it strictly, with a message naming the file when
   it does not fit;
-* :func:`run_frame_batches`: the loop every per-frame extractor shares: batches
-  of valid frames in, (T, dim) features and a (T,) mask out, zeros where masked.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evoke.features.base import FeatureError, FeatureResult, VideoInput
+from evoke.features.base import FeatureError
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +68,24 @@ def _ieee_fp32_convolutions() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def preprocessing(device: torch.device, amp: bool = False) -> Iterator[None]:
+    """The thread-local part of :func:`inference` (inference mode; fp16 autocast on CUDA
+    with ``amp``): what preprocessing runs under, in any thread. The fp32 convolution
+    setting is process-wide, so only the model's thread (:func:`inference`) sets it."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.inference_mode())
+        if device.type == "cuda" and amp:
+            stack.enter_context(torch.autocast("cuda", dtype=torch.float16))
+        yield
+
+
+@contextlib.contextmanager
 def inference(device: torch.device, amp: bool = False) -> Iterator[None]:
     """Inference mode with the numerics policy of the module docstring."""
     with contextlib.ExitStack() as stack:
-        stack.enter_context(torch.inference_mode())
-        if device.type == "cuda":
-            if amp:
-                stack.enter_context(torch.autocast("cuda", dtype=torch.float16))
-            else:
-                stack.enter_context(_ieee_fp32_convolutions())
+        stack.enter_context(preprocessing(device, amp))
+        if device.type == "cuda" and not amp:
+            stack.enter_context(_ieee_fp32_convolutions())
         yield
 
 
@@ -185,19 +194,3 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path, what: str,
             parts.append(f"wrong shape {few(wrong)}")
         raise FeatureError(f"{path}: does not fit the {what} architecture: " + "; ".join(parts))
     model.load_state_dict(sd, strict=True)
-
-
-# -- the per-frame loop ---------------------------------------------------------
-
-def run_frame_batches(video: VideoInput, batch_size: int, dim: int,
-                      features: Callable[[np.ndarray], np.ndarray]) -> FeatureResult:
-    """Apply ``features`` ((B, H, W, 3) uint8 -> (B, dim)) to the valid frames of ``video``.
-
-    Masked frames get zeros and ``mask`` False.
-    """
-    values = np.zeros((video.n_steps, dim), dtype=np.float32)
-    mask = np.zeros(video.n_steps, dtype=bool)
-    for idx, frames in video.frame_batches(batch_size):
-        values[idx] = features(frames)
-        mask[idx] = True
-    return FeatureResult(values=values, mask=mask)

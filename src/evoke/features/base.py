@@ -17,6 +17,14 @@ Every output is aligned to the frames grid: ``timestamps_s`` = ``k / rate``
 for the ``T`` seconds of the video, with a ``mask`` that is False where the
 step has no valid value (no face, no audio, a window shorter than the model's).
 
+Frames extractors read the stored frames through ``self.frame_batches(video)``:
+batches of ``frame_batch_size`` valid frames, each passed through
+``prepare_frames`` (the extractor's CPU/device preprocessing, by default none).
+In the features stage a :class:`FramePrefetcher` reads and prepares the next
+batch (also the next video's first) in a background thread while the model
+runs on the current one; outside the stage the same functions run in line, with
+the same results.
+
 ``@register_extractor`` puts a class in :data:`EXTRACTORS`;
 ``evoke.features.__init__`` imports every extractor module so the registry is
 complete. Adding an extractor is one module, one class, one config block.
@@ -26,9 +34,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+import queue
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 
@@ -69,6 +79,29 @@ class ExtractorConfig:
             raise FeatureError(f"{cls.__name__}: {exc}") from exc
 
 
+Prepare = Callable[[np.ndarray], Any]
+
+
+def read_frame_batches(frames_dataset, frame_mask: np.ndarray, size: int,
+                       prepare: Prepare | None = None) -> Iterator[tuple[np.ndarray, Any]]:
+    """Yield (indices (B,), batch) of the valid frames of one video, B <= ``size``.
+
+    ``frames_dataset``: (T, H, W, 3) uint8 (an h5py dataset or an array);
+    ``batch``: those frames (B, H, W, 3) uint8, or ``prepare(frames)``. The one
+    reader of stored frames: :meth:`VideoInput.frame_batches` and the
+    :class:`FramePrefetcher`'s worker both call it, so both give the same batches.
+    """
+    valid = np.flatnonzero(frame_mask)
+    for start in range(0, valid.size, size):
+        idx = valid[start:start + size]
+        # contiguous runs read in one slice: far fewer HDF5 calls than per frame
+        if idx[-1] - idx[0] == idx.size - 1:
+            batch = frames_dataset[idx[0]:idx[-1] + 1]
+        else:
+            batch = np.stack([frames_dataset[i] for i in idx])
+        yield idx, batch if prepare is None else prepare(batch)
+
+
 @dataclass
 class VideoInput:
     """What an extractor may read for one video.
@@ -76,6 +109,8 @@ class VideoInput:
     ``timestamps_s`` (T,) is the grid every output must follow. ``frames()``
     yields (index, (H, W, 3) uint8) for the valid stored frames; ``frame_batches``
     groups them. ``audio_path`` is None when the video has no audio.
+    ``_prefetch``: the stage's :class:`FramePrefetcher` that reads this video's
+    batches ahead (None: ``frame_batches`` reads them itself).
     """
 
     video_id: str
@@ -85,6 +120,7 @@ class VideoInput:
     video_path: Path | None = None
     audio_path: Path | None = None
     _frames_dataset: Any = None  # an h5py dataset (T, H, W, 3)
+    _prefetch: "FramePrefetcher | None" = None
 
     @property
     def n_steps(self) -> int:
@@ -94,26 +130,166 @@ class VideoInput:
         for idx in np.flatnonzero(self.frame_mask):
             yield int(idx), self._frames_dataset[idx]
 
-    def frame_batches(self, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (indices (B,), frames (B, H, W, 3) uint8) of valid frames, B <= size."""
-        valid = np.flatnonzero(self.frame_mask)
-        for start in range(0, valid.size, size):
-            idx = valid[start:start + size]
-            # contiguous runs read in one slice: far fewer HDF5 calls than per frame
-            if idx[-1] - idx[0] == idx.size - 1:
-                batch = self._frames_dataset[idx[0]:idx[-1] + 1]
-            else:
-                batch = np.stack([self._frames_dataset[i] for i in idx])
+    def frame_batches(self, size: int, prepare: Prepare | None = None) -> Iterator[tuple[np.ndarray, Any]]:
+        """Yield (indices (B,), frames (B, H, W, 3) uint8 or ``prepare(frames)``) of the valid
+        frames, B <= ``size`` (see :func:`read_frame_batches`)."""
+        if self._prefetch is not None:
+            return self._prefetch.batches(self.video_id, size, prepare)
+        return read_frame_batches(self._frames_dataset, self.frame_mask, size, prepare)
+
+
+_END = object()  # a video's last batch has been queued
+
+
+class FramePrefetcher:
+    """Reads and prepares frame batches in a background thread, ahead of the model.
+
+    ``frames``: a mapping ``video_id -> group`` with ``mask`` (T,) and ``frames``
+    (T, H, W, 3) (the frames stage's HDF5 file); ``order``: the videos in the
+    order the stage will process them; ``size`` and ``prepare``: the batching of
+    the extractor (:meth:`FeatureExtractor.frame_batches`). While the extractor
+    works on one batch, the worker reads and prepares the next, and after a
+    video's last batch the next video's first ones.
+
+    Memory: at most ``depth`` prepared batches wait in the queue, plus the one
+    the worker is preparing and the one the extractor holds: ``depth + 2``
+    batches in all (``depth + 2`` x ``size`` frames and their prepared form).
+
+    :meth:`batches` serves one video. A video that is skipped (its finished part
+    reused), or left before its last batch (the extractor raised), makes the
+    worker drop what it read ahead and restart at the video asked for, so order
+    only matters for speed. An exception in the worker (an unreadable frame, a
+    ``prepare`` that fails) is raised in the main thread when the extractor
+    reaches that video's batch: :class:`EvokeError` and ``OSError`` (one
+    video's failure, as in the serial path) as a :class:`FeatureError` naming
+    the video; anything else (a bug) as itself, with a note naming the video.
+    Use as a context manager; leaving it stops the worker.
+    """
+
+    def __init__(self, frames, order: list[str], size: int, prepare: Prepare | None = None, depth: int = 2):
+        if depth < 1:
+            raise ValueError("depth must be >= 1")
+        self._frames = frames
+        self._order = list(order)
+        self._position = {vid: i for i, vid in enumerate(self._order)}
+        self.size, self.prepare, self.depth = int(size), prepare, int(depth)
+        self._queue: queue.Queue = queue.Queue(maxsize=self.depth)
+        self._assigned = threading.Condition()
+        self._generation = 0  # bumped when the worker must restart at _start
+        self._start = 0
+        self._closed = False
+        self._expect = 0  # the position whose batches come next in the queue; None after an unfinished video
+        self._thread = threading.Thread(target=self._work, name="frame-prefetch", daemon=True)
+        self._thread.start()
+
+    # -- the worker thread ------------------------------------------------------
+    def _work(self) -> None:
+        generation, pos = None, 0
+        while True:
+            with self._assigned:
+                while not self._closed and generation == self._generation and pos >= len(self._order):
+                    self._assigned.wait()
+                if self._closed:
+                    return
+                if generation != self._generation:
+                    generation, pos = self._generation, self._start
+            if not self._read_video(generation, pos):
+                continue  # restarted or closed: take the new assignment
+            pos += 1
+
+    def _read_video(self, generation: int, pos: int) -> bool:
+        """Queue the batches of video ``pos``, then ``_END`` (or its exception); False if cut short."""
+        try:
+            g = self._frames[self._order[pos]]
+            for idx, batch in read_frame_batches(g["frames"], g["mask"][()], self.size, self.prepare):
+                if not self._put((generation, pos, idx, batch)):
+                    return False
+            item = _END
+        except BaseException as exc:  # handed to the main thread, which raises it
+            item = exc
+        return self._put((generation, pos, None, item))
+
+    def _put(self, item) -> bool:
+        self._queue.put(item)  # blocks while the queue is full (the memory bound)
+        return not self._closed and item[0] == self._generation
+
+    # -- the main thread --------------------------------------------------------
+    def batches(self, video_id: str, size: int, prepare: Prepare | None = None) -> Iterator[tuple[np.ndarray, Any]]:
+        """The (indices, batch) of ``video_id`` as :func:`read_frame_batches` gives them."""
+        if (int(size), prepare) != (self.size, self.prepare):
+            raise FeatureError(f"{video_id}: frames read with batch size {size} and {prepare!r}, but prefetched "
+                               f"with {self.size} and {self.prepare!r} (use FeatureExtractor.frame_batches)")
+        if video_id not in self._position:
+            raise FeatureError(f"{video_id}: not among the videos the frame prefetcher reads")
+        return self._batches(video_id, self._position[video_id])
+
+    def _batches(self, video_id: str, pos: int) -> Iterator[tuple[np.ndarray, Any]]:
+        if self._closed:
+            raise FeatureError(f"{video_id}: the frame prefetcher is closed")
+        if pos != self._expect:  # the worker read ahead for another video: restart it here
+            with self._assigned:
+                self._generation += 1
+                self._start = pos
+                self._assigned.notify()
+        generation, self._expect = self._generation, None
+        while True:
+            item_generation, item_pos, idx, batch = self._get(video_id)
+            if item_generation != generation:
+                continue  # read before the restart
+            assert item_pos == pos, (item_pos, pos)
+            if batch is _END:
+                self._expect = pos + 1
+                return
+            if isinstance(batch, BaseException):
+                self._expect = pos + 1  # the worker goes on with the next video
+                if isinstance(batch, (EvokeError, OSError)):
+                    raise FeatureError(f"{video_id}: reading frames failed: {batch}") from batch
+                batch.add_note(f"raised in the frame prefetch thread while reading video {video_id}")
+                raise batch
             yield idx, batch
+
+    def _get(self, video_id: str):
+        while True:
+            try:
+                return self._queue.get(timeout=1.0)
+            except queue.Empty:
+                if not self._thread.is_alive():
+                    raise FeatureError(f"{video_id}: the frame prefetch thread has stopped") from None
+
+    def close(self) -> None:
+        """Stop the worker and drop what it read ahead."""
+        with self._assigned:
+            self._closed = True
+            self._assigned.notify()
+        while self._thread.is_alive():  # a worker blocked on a full queue needs room to see the flag
+            try:
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def __enter__(self) -> "FramePrefetcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass
 class FeatureResult:
     """An extractor's output for one video: ``values`` (T, *step_shape) float32 and
-    ``mask`` (T,) or (T, slots) bool, on the video's ``timestamps_s``."""
+    ``mask`` (T,) or (T, slots) bool, on the video's ``timestamps_s``.
+
+    ``extras``: further per-step arrays (first dimension T, such as facenet's
+    ``face_boxes``), stored beside ``values`` under their names; float arrays
+    become float32 and must be finite, like ``values``.
+    """
 
     values: np.ndarray
     mask: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    RESERVED: ClassVar[frozenset] = frozenset({"values", "mask", "timestamps_s"})
 
     def check(self, extractor: "FeatureExtractor", n_steps: int) -> "FeatureResult":
         expected = (n_steps, *extractor.step_shape)
@@ -126,7 +302,24 @@ class FeatureResult:
             raise FeatureError(f"{extractor.name}: {int(bad.sum())} non-finite values")
         self.values = self.values.astype(np.float32, copy=False)
         self.mask = self.mask.astype(bool, copy=False)
+        self.extras = {name: self._check_extra(extractor, name, arr, n_steps) for name, arr in self.extras.items()}
         return self
+
+    def _check_extra(self, extractor: "FeatureExtractor", name: str, arr, n_steps: int) -> np.ndarray:
+        arr = np.asarray(arr)
+        if name in self.RESERVED or not name.isidentifier():
+            raise FeatureError(f"{extractor.name}: extra output name {name!r} is reserved or not an identifier")
+        if arr.ndim == 0 or arr.shape[0] != n_steps:
+            raise FeatureError(f"{extractor.name}: extra output {name!r} has shape {arr.shape}, expected "
+                               f"{n_steps} steps first")
+        if arr.dtype.kind == "f":
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                raise FeatureError(f"{extractor.name}: {int(bad.sum())} non-finite values in {name!r}")
+            arr = arr.astype(np.float32, copy=False)
+        elif arr.dtype.kind not in "biu":
+            raise FeatureError(f"{extractor.name}: extra output {name!r} has dtype {arr.dtype}, not numbers")
+        return arr
 
 
 class FeatureExtractor:
@@ -181,6 +374,37 @@ class FeatureExtractor:
 
     def extract(self, video: VideoInput) -> FeatureResult:
         raise NotImplementedError
+
+    # -- reading frames (modality "frames") -------------------------------------
+    @property
+    def frame_batch_size(self) -> int:
+        """Frames per batch: the config's ``batch_size``, else 32."""
+        return int(getattr(self.config, "batch_size", 32))
+
+    def prepare_frames(self, frames: np.ndarray) -> Any:
+        """What ``extract`` needs of a (B, H, W, 3) uint8 batch before its model runs (default:
+        the frames). In the features stage it runs in the prefetch thread: it must not change
+        state that ``extract`` uses, and must give the same result in any thread."""
+        return frames
+
+    def frame_batches(self, video: VideoInput) -> Iterator[tuple[np.ndarray, Any]]:
+        """(indices (B,), ``prepare_frames(frames)``) of the video's valid frames: the one way a
+        frames extractor reads them (prefetched in the stage, read in line otherwise)."""
+        return video.frame_batches(self.frame_batch_size, self.prepare_frames)
+
+    def per_frame(self, video: VideoInput, features: Callable[[Any], np.ndarray]) -> FeatureResult:
+        """Apply ``features`` (a prepared batch of B frames -> (B, *step_shape)) to the valid
+        frames of ``video``: (T, *step_shape) values, zeros and mask False where a frame is missing."""
+        values = np.zeros((video.n_steps, *self.step_shape), dtype=np.float32)
+        mask = np.zeros(video.n_steps, dtype=bool)
+        for idx, batch in self.frame_batches(video):
+            values[idx] = features(batch)
+            mask[idx] = True
+        return FeatureResult(values=values, mask=mask)
+
+    def frame_prefetcher(self, frames, order: list[str], depth: int = 2) -> "FramePrefetcher":
+        """A :class:`FramePrefetcher` that reads ahead for :meth:`frame_batches`."""
+        return FramePrefetcher(frames, order, self.frame_batch_size, self.prepare_frames, depth)
 
 
 def register_extractor(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:

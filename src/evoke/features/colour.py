@@ -67,9 +67,4 @@ class ColourExtractor(FeatureExtractor):
         return (5 + self.config.hue_bins,)
 
     def extract(self, video: VideoInput) -> FeatureResult:
-        values = np.zeros((video.n_steps, *self.step_shape), np.float32)
-        mask = np.zeros(video.n_steps, bool)
-        for idx, batch in video.frame_batches(self.config.batch_size):
-            values[idx] = colour_stats(batch, self.config.hue_bins)
-            mask[idx] = True
-        return FeatureResult(values, mask)
+        return self.per_frame(video, lambda frames: colour_stats(frames, self.config.hue_bins))

@@ -26,9 +26,12 @@ Embedding (``embedder``):
   facenet-pytorch's GitHub release) where the machine has internet.
 
 Output: ``values`` (T, 2, D) float32, ``mask`` (T, 2): False for an empty slot
-(fewer than two faces, no frame), whose values are zeros. The result also
-carries ``extras["face_boxes"]`` (T, 2, 5) float32: ``x1, y1, x2, y2`` in
-pixels of the stored frame and the MTCNN probability, zeros for empty slots.
+(fewer than two faces, no frame), whose values are zeros. Two extra per-step
+outputs (``FeatureResult.extras``, stored by the stage beside ``values``):
+``face_boxes`` (T, 2, 4) float32, each slot's box ``x1, y1, x2, y2`` in pixels
+of the stored frame (x right, y down, clipped to the frame), and
+``face_probability`` (T, 2) float32, MTCNN's probability; both zeros where
+``mask`` is False.
 """
 
 from __future__ import annotations
@@ -282,8 +285,8 @@ class FaceNet(FeatureExtractor):
         T, (F, D) = video.n_steps, self.step_shape
         values = np.zeros((T, F, D), dtype=np.float32)
         mask = np.zeros((T, F), dtype=bool)
-        boxes = np.zeros((T, F, 5), dtype=np.float32)
-        for idx, batch in video.frame_batches(self.config.batch_size):
+        boxes = np.zeros((T, F, 5), dtype=np.float32)  # x1, y1, x2, y2, probability
+        for idx, batch in self.frame_batches(video):
             found = [(int(i), frame, det[:F])
                      for i, frame, det in zip(idx, batch, self._detector.detect(batch)) if len(det)]
             embeddings = self._embedder.embed_frames([(frame, det) for _, frame, det in found])
@@ -291,6 +294,4 @@ class FaceNet(FeatureExtractor):
                 values[i, :len(det)] = emb
                 mask[i, :len(det)] = True
                 boxes[i, :len(det)] = det
-        result = FeatureResult(values, mask)
-        result.extras = {"face_boxes": boxes}
-        return result
+        return FeatureResult(values, mask, extras={"face_boxes": boxes[..., :4], "face_probability": boxes[..., 4]})

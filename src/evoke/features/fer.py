@@ -207,7 +207,7 @@ class FER(FeatureExtractor):
         T = video.n_steps
         values = np.zeros((T, len(LABELS)), dtype=np.float32)
         mask = np.zeros(T, dtype=bool)
-        for idx, batch in video.frame_batches(self.config.batch_size):
+        for idx, batch in self.frame_batches(video):
             grays = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in batch]
             keep, faces = [], []
             for i, gray, box in zip(idx, grays, self._largest_faces(batch, grays)):

@@ -4,14 +4,26 @@ Output: ``results/{dataset}/features/{extractor}/{shard}.h5``, one group per
 video with ``values`` (T, *step_shape) float32, ``timestamps_s`` (T,) (the
 frames grid), ``mask`` (T,) or (T, slots) bool, and attributes ``extractor``,
 ``config`` (JSON), ``config_hash``, ``weights`` (identity of the weights),
-``evoke_version``, ``dim``, ``frames_config_hash``. Per-video progress and
-resume come from :func:`evoke.store.run_shard`; missing weights stop the job
-before any video with one message (they are the run's premise, not one video's
-problem).
+``evoke_version``, ``dim``, ``frames_config_hash``. An extractor's extra
+per-step outputs (``FeatureResult.extras``) are further datasets of the group,
+first dimension T, listed in the attribute ``extras``; ``facenet`` writes
+``face_boxes`` (T, 2, 4) float32 (``x1, y1, x2, y2`` in pixels of the stored
+frame) and ``face_probability`` (T, 2) float32, zeros where ``mask`` is False
+(an empty slot). Per-video progress and resume come from
+:func:`evoke.store.run_shard`; missing weights stop the job before any video
+with one message (they are the run's premise, not one video's problem).
+
+Frames extractors read their batches through a
+:class:`~evoke.features.base.FramePrefetcher`: a background thread reads (HDF5,
+LZF) and prepares (``prepare_frames``: resize, crop, normalise for the CNNs)
+the next batch, also across videos, while the model runs on the current one;
+at most ``PREFETCH_BATCHES + 2`` batches are in memory. The features are the
+same as without it (``prefetch_batches=0``), bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -23,10 +35,20 @@ import polars as pl
 from evoke import EvokeError
 from evoke.config import fingerprint
 from evoke.device import pick_device
-from evoke.features.base import FeatureExtractor, FeatureResult, VideoInput, create_extractor, get_extractor
+from evoke.features.base import (
+    FeatureExtractor,
+    FeatureResult,
+    FramePrefetcher,
+    VideoInput,
+    create_extractor,
+    get_extractor,
+)
 from evoke.store import atomic_path, h5_attrs, mark_part, run_shard
 
 log = logging.getLogger(__name__)
+
+# batches a frames extractor's prefetch thread may read ahead (0: read in line)
+PREFETCH_BATCHES = 2
 
 STATUS_SCHEMA = {
     "video_id": pl.String,
@@ -42,8 +64,10 @@ STATUS_SCHEMA = {
 }
 
 
-def video_input(frames_file: h5py.File, row: dict, dataset_dir: Path) -> VideoInput:
-    """The :class:`VideoInput` of one ingested video whose frames are in ``frames_file``."""
+def video_input(frames_file: h5py.File, row: dict, dataset_dir: Path,
+                prefetch: FramePrefetcher | None = None) -> VideoInput:
+    """The :class:`VideoInput` of one ingested video whose frames are in ``frames_file``
+    (read ahead by ``prefetch`` when given)."""
     g = frames_file[row["video_id"]]
     return VideoInput(
         video_id=row["video_id"],
@@ -53,6 +77,7 @@ def video_input(frames_file: h5py.File, row: dict, dataset_dir: Path) -> VideoIn
         video_path=dataset_dir / row["video_path"] if row.get("video_path") else None,
         audio_path=dataset_dir / row["audio_path"] if row.get("audio_path") else None,
         _frames_dataset=g["frames"],
+        _prefetch=prefetch,
     )
 
 
@@ -67,10 +92,14 @@ def write_features(dest: Path, group: str, result: FeatureResult, timestamps: np
                          chunks=(min(256, max(1, result.values.shape[0])), *result.values.shape[1:]))
         g.create_dataset("timestamps_s", data=timestamps)
         g.create_dataset("mask", data=result.mask)
+        for name, arr in result.extras.items():
+            g.create_dataset(name, data=arr, compression="gzip", compression_opts=4,
+                             chunks=(min(256, max(1, arr.shape[0])), *arr.shape[1:]))
         g.attrs.update(h5_attrs(
             extractor=extractor.name, config=json.dumps(extractor.config.to_dict(), sort_keys=True),
             config_hash=extractor.config_hash(), weights=extractor.weights_identity(),
-            dim=extractor.dim, step_shape=list(extractor.step_shape), modality=extractor.modality, **attrs,
+            dim=extractor.dim, step_shape=list(extractor.step_shape), modality=extractor.modality,
+            extras=sorted(result.extras) or None, **attrs,
         ))
         if fp is not None:
             mark_part(g, fp, stats)
@@ -88,17 +117,20 @@ def run_extractor(extractor: FeatureExtractor, video: VideoInput) -> FeatureResu
 
 
 def features_shard(name: str, settings: dict, frames_path: Path, probe_rows: pl.DataFrame,
-                   dataset_dir: Path, shard: str, out: Path) -> pl.DataFrame:
+                   dataset_dir: Path, shard: str, out: Path,
+                   prefetch_batches: int = PREFETCH_BATCHES) -> pl.DataFrame:
     """Run extractor ``name`` over every video of a shard that has frames.
 
     ``settings``: ``config`` (the extractor's block), ``device`` (auto/cpu/cuda),
-    ``weights`` (explicit weight paths). Returns one ``STATUS_SCHEMA`` row per video.
+    ``weights`` (explicit weight paths). ``prefetch_batches``: how many frame
+    batches a frames extractor's reader thread may read ahead (0: no thread).
+    Returns one ``STATUS_SCHEMA`` row per video.
     """
     dataset_dir = Path(dataset_dir)
     extractor = create_extractor(name, settings.get("config"), device=job_device(name, settings),
                                  weights_paths=settings.get("weights"))
     extractor.ensure_loaded()  # missing weights stop here, before any video
-    with h5py.File(frames_path, "r") as frames:
+    with h5py.File(frames_path, "r") as frames, contextlib.ExitStack() as stack:
         rows = [r for r in probe_rows.filter(pl.col("status") == "ok").to_dicts() if r["video_id"] in frames]
         items = [
             (r["video_id"],
@@ -106,9 +138,13 @@ def features_shard(name: str, settings: dict, frames_path: Path, probe_rows: pl.
              r)
             for r in rows
         ]
+        prefetch = None
+        if extractor.modality == "frames" and prefetch_batches > 0:
+            prefetch = stack.enter_context(extractor.frame_prefetcher(frames, [vid for vid, _, _ in items],
+                                                                      prefetch_batches))
 
         def work(row: dict, part: Path, fp: str) -> dict:
-            video = video_input(frames, row, dataset_dir)
+            video = video_input(frames, row, dataset_dir, prefetch)
             result = run_extractor(extractor, video)
             return write_features(part, row["video_id"], result, video.timestamps_s, extractor, fp,
                                   frames_config_hash=frames[row["video_id"]].attrs["config_hash"])
