@@ -16,6 +16,10 @@ from evoke.features.base import FeatureResult, VideoInput
 
 
 class ImageModelMixin:
+    # the network runs on the job's device (GPU when one is visible); listed before
+    # FeatureExtractor in the bases, so this wins over its False
+    uses_torch = True
+
     def _batch(self, images):
         import torch
 

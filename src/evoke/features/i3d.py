@@ -359,6 +359,7 @@ class I3DExtractor(FeatureExtractor):
     name: ClassVar[str] = "i3d"
     config_type = I3DConfig
     modality = "video"
+    uses_torch = True  # the network runs on the job's device (GPU when one is visible)
     description = "Kinetics-400 RGB I3D Mixed_5c (1024-d), 16-frame clips at 25 fps, max per second"
     config: I3DConfig
 
