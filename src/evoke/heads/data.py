@@ -284,7 +284,11 @@ class FeatureSet:
         if len(video_ids) == 0:
             return np.zeros((0, self.pooled_dim(times is not None and len(times) and times[0] is not None)),
                             np.float32)
-        return np.stack([self.pooled(v, t, length) for v, t in zip(video_ids, times)])
+        # filled in place: a list of per-unit vectors would double the peak and fragment the heap
+        out = np.empty((len(video_ids), self.pooled_dim(times[0] is not None)), np.float32)
+        for i, (v, t) in enumerate(zip(video_ids, times)):
+            out[i] = self.pooled(v, t, length)
+        return out
 
     def pooled_dim(self, per_second: bool) -> int:
         return sum(d * (len(POOLS) + int(per_second)) for d in self.dims.values())
