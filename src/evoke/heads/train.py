@@ -6,9 +6,7 @@ checkpoint produces exactly the weights an uninterrupted run would. The
 checkpoint (``last.pt``: model, optimiser, epoch, best validation loss, history)
 is written atomically after every epoch; ``best.pt`` holds the weights with the
 lowest validation loss. Training stops after ``patience`` epochs without
-improvement. A worker thread collates the next batch (for the full heads:
-reads and cuts the feature windows) while the model trains on the current one;
-batches and their order are those of the plain loop, so results are unchanged.
+improvement.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -52,30 +49,12 @@ def _batches(n: int, size: int, rng: np.random.Generator | None):
         yield order[start:start + size]
 
 
-def prefetched(batches, data: Sequence, collate, pool: ThreadPoolExecutor | None):
-    """Yield (indices, collated batch), collating the next batch in ``pool``'s thread while the
-    caller trains on this one (reading and cutting features overlaps the model; the batches
-    and their order are exactly those of the plain loop). ``pool`` None: in line."""
-    batches = list(batches)
-    if pool is None:
-        for idx in batches:
-            yield idx, collate([data[i] for i in idx])
-        return
-    ahead = pool.submit(collate, [data[i] for i in batches[0]]) if batches else None
-    for k, idx in enumerate(batches):
-        batch = ahead.result()
-        if k + 1 < len(batches):
-            nxt = batches[k + 1]
-            ahead = pool.submit(collate, [data[i] for i in nxt])
-        yield idx, batch
-
-
-def evaluate_loss(model, loss_fn, data: Sequence, collate, batch_size: int,
-                  pool: ThreadPoolExecutor | None = None) -> float:
+def evaluate_loss(model, loss_fn, data: Sequence, collate, batch_size: int) -> float:
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        for idx, batch in prefetched(_batches(len(data), batch_size, None), data, collate, pool):
+        for idx in _batches(len(data), batch_size, None):
+            batch = collate([data[i] for i in idx])
             total += float(loss_fn(model, batch)) * len(idx)
             count += len(idx)
     return total / max(count, 1)
@@ -117,41 +96,36 @@ def train_model(
             log.warning("%s was written with other settings or data: starting afresh", last)
     if not val:
         raise ValueError("train_model needs a non-empty validation set for early stopping")
-    # one thread collates the next batch (reads and cuts the features) while the model trains
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evoke-batches")
-    try:
-        for epoch in range(start, cfg.epochs):
-            if epoch - best_epoch > cfg.patience and best_epoch >= 0:
-                break
-            torch.manual_seed(cfg.seed * 100_003 + epoch)
-            rng = np.random.default_rng([cfg.seed, epoch])
-            model.train()
-            t0 = time.perf_counter()
-            total, count = 0.0, 0
-            order = list(_batches(len(train), cfg.batch_size, rng))
-            batches = prefetched(order, train, collate, pool)
-            for idx, batch in tqdm(batches, total=len(order), desc=f"epoch {epoch}", leave=False, mininterval=5):
-                loss = loss_fn(model, batch)
-                opt.zero_grad()
-                loss.backward()
-                if cfg.clip_norm:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                count += len(idx)
-            val_loss = evaluate_loss(model, loss_fn, val, collate, cfg.batch_size, pool)
-            history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss,
-                            "epoch_s": time.perf_counter() - t0})
-            log.info("epoch %d: train %.4f, val %.4f", epoch, history[-1]["train_loss"], val_loss)
-            if val_loss < best:
-                best, best_epoch = val_loss, epoch
-                _save(model.state_dict(), ckpt_dir / "best.pt")
-            _save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
-                   "best_epoch": best_epoch, "history": history, "config": asdict(cfg), "run_key": run_key}, last)
-            if stop_after_epoch is not None and epoch >= stop_after_epoch:
-                return history
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    for epoch in range(start, cfg.epochs):
+        if epoch - best_epoch > cfg.patience and best_epoch >= 0:
+            break
+        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        rng = np.random.default_rng([cfg.seed, epoch])
+        model.train()
+        t0 = time.perf_counter()
+        total, count = 0.0, 0
+        for idx in tqdm(list(_batches(len(train), cfg.batch_size, rng)), desc=f"epoch {epoch}",
+                        leave=False, mininterval=5):
+            batch = collate([train[i] for i in idx])
+            loss = loss_fn(model, batch)
+            opt.zero_grad()
+            loss.backward()
+            if cfg.clip_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        val_loss = evaluate_loss(model, loss_fn, val, collate, cfg.batch_size)
+        history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss,
+                        "epoch_s": time.perf_counter() - t0})
+        log.info("epoch %d: train %.4f, val %.4f", epoch, history[-1]["train_loss"], val_loss)
+        if val_loss < best:
+            best, best_epoch = val_loss, epoch
+            _save(model.state_dict(), ckpt_dir / "best.pt")
+        _save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
+               "best_epoch": best_epoch, "history": history, "config": asdict(cfg), "run_key": run_key}, last)
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            return history
     if (ckpt_dir / "best.pt").exists():
         model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location="cpu", weights_only=True))
     return history
