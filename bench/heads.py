@@ -60,13 +60,15 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _units(ddir: Path, extractors: list[str]):
+def _vce(ddir: Path, extractors: list[str]):
+    """The feature set (through the heads' default cache) and the VCE units that have features."""
+    from evoke.heads.data import DEFAULT_MEMORY_MB, FeatureSet
     from evoke.tasks import get_task
     from evoke.tasks.base import restrict_to_features
 
-    task = get_task("vce")({"seed": 0, "feature_memory_mb": 2048})
-    data = task.load(ddir, task.label_paths(ddir))
-    return task, data, restrict_to_features
+    task = get_task("vce")({"seed": 0})
+    fs = FeatureSet.load(ddir, extractors, memory_mb=DEFAULT_MEMORY_MB)
+    return fs, restrict_to_features(task.load(ddir, task.label_paths(ddir)), fs, False)
 
 
 # ------------------------------------------------------------------ children
@@ -76,7 +78,7 @@ def child_pool(ddir: Path, extractors: list[str]) -> dict:
     import h5py
     import polars as pl
 
-    from evoke.heads.data import FeatureSet
+    from evoke.heads.data import DEFAULT_MEMORY_MB, FeatureSet
 
     index = pl.read_parquet(ddir / "features" / "index.parquet").filter(pl.col("extractor").is_in(extractors))
     t = time.perf_counter()
@@ -87,7 +89,7 @@ def child_pool(ddir: Path, extractors: list[str]) -> dict:
                 n += f[g]["values"][()].size
     ref = time.perf_counter() - t
     t = time.perf_counter()
-    fs = FeatureSet.load(ddir, extractors, memory_mb=2048)
+    fs = FeatureSet.load(ddir, extractors, memory_mb=DEFAULT_MEMORY_MB)
     vids = sorted(fs.video_ids)
     X = fs.pooled_matrix(vids, None, 60)
     run = time.perf_counter() - t
@@ -96,11 +98,7 @@ def child_pool(ddir: Path, extractors: list[str]) -> dict:
 
 
 def _pooled(ddir: Path, extractors: list[str]):
-    from evoke.heads.data import FeatureSet
-
-    task, data, restrict = _units(ddir, extractors)
-    fs = FeatureSet.load(ddir, extractors, memory_mb=2048)
-    data = restrict(data, fs, False)
+    fs, data = _vce(ddir, extractors)
     X = {s: fs.pooled_matrix(u.video_id, None, 60) for s, u in data.splits.items()}
     return X, data
 
@@ -151,13 +149,10 @@ def child_full(ddir: Path, extractors: list[str]) -> dict:
     import numpy as np
     import torch
 
-    from evoke.heads.data import FeatureSet
     from evoke.heads.full import FullConfig, fit_full
 
     torch.set_num_threads(2)
-    task, data, restrict = _units(ddir, extractors)
-    fs = FeatureSet.load(ddir, extractors, memory_mb=2048)
-    data = restrict(data, fs, False)
+    fs, data = _vce(ddir, extractors)
     cfg = FullConfig.from_dict(FULL)
     tr, va = data.splits["train"], data.splits["val"]
     ckpt = OUT / "heads_ckpt" / ddir.name

@@ -80,9 +80,9 @@ class VideoStore(Mapping):
 
     ``locations`` maps each video to ``{extractor: (h5 path, group)}``. Videos
     are read when first asked for and kept in a least-recently-used cache of at
-    most ``cache_bytes`` bytes of values (``None``: no bound); with
-    ``preload=True`` every video is read now (and stays, when the budget holds
-    them all). Open HDF5 files are kept for the life of the store. A NaN or
+    most ``cache_bytes`` bytes of values (``None``: no bound); :meth:`preload`
+    reads every video now (and they stay, when the budget holds them all). Open
+    HDF5 files are kept for the life of the store. A NaN or
     infinite value stops the read with :class:`HeadDataError` naming the video.
     """
 
@@ -299,4 +299,3 @@ class FeatureSet:
             for p in POOLS + (("at_t",) if per_second else ()):
                 names += [f"{e}_{p}_{i}" for i in range(self.dims[e])]
         return names
-

@@ -79,13 +79,8 @@ def fit_distribution(head: str, X: np.ndarray, P: np.ndarray, predict: list[np.n
     if present.size < 2:
         raise HeadDataError(f"the training labels use a single class (index {int(present[0])}): "
                             "a classifier needs at least two")
-    Pp = P[:, present] / P[:, present].sum(1, keepdims=True).clip(1e-12)
-    keep = P[:, present].sum(1) > 0  # rows with an all-zero distribution carry no target
-    Xk, Pk = X[keep], Pp[keep]
-    Xv = Pv = None
-    if val is not None and len(val[0]):
-        vkeep = val[1][:, present].sum(1) > 0
-        Xv, Pv = val[0][vkeep], val[1][vkeep][:, present] / val[1][vkeep][:, present].sum(1, keepdims=True)
+    Xk, Pk = _on_classes(X, P, present)
+    Xv, Pv = _on_classes(*val, present) if val is not None and len(val[0]) else (None, None)
     info: dict = {"classes_seen": int(present.size)}
     if head == "lightgbm":
         import lightgbm as lgb
@@ -122,6 +117,15 @@ def fit_distribution(head: str, X: np.ndarray, P: np.ndarray, predict: list[np.n
         full[:, present] = pr
         out.append(full)
     return out, info
+
+
+def _on_classes(X: np.ndarray, P: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``X``/``P`` whose distribution has mass on the ``present`` classes, with ``P``
+    cut to those classes and renormalised (an all-zero row carries no target)."""
+    Pp = P[:, present]
+    mass = Pp.sum(1)
+    keep = mass > 0
+    return X[keep], Pp[keep] / mass[keep, None]
 
 
 def _cross_entropy(q: np.ndarray, p: np.ndarray) -> float:
