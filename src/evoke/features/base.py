@@ -106,9 +106,9 @@ def read_frame_batches(frames_dataset, frame_mask: np.ndarray, size: int,
 class VideoInput:
     """What an extractor may read for one video.
 
-    ``timestamps_s`` (T,) is the grid every output must follow. ``frames()``
-    yields (index, (H, W, 3) uint8) for the valid stored frames; ``frame_batches``
-    groups them. ``audio_path`` is None when the video has no audio.
+    ``timestamps_s`` (T,) is the grid every output must follow.
+    ``frame_batches`` yields the valid stored frames in batches, with their
+    indices. ``audio_path`` is None when the video has no audio.
     ``_prefetch``: the stage's :class:`FramePrefetcher` that reads this video's
     batches ahead (None: ``frame_batches`` reads them itself).
     """
@@ -125,10 +125,6 @@ class VideoInput:
     @property
     def n_steps(self) -> int:
         return int(self.timestamps_s.shape[0])
-
-    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
-        for idx in np.flatnonzero(self.frame_mask):
-            yield int(idx), self._frames_dataset[idx]
 
     def frame_batches(self, size: int, prepare: Prepare | None = None) -> Iterator[tuple[np.ndarray, Any]]:
         """Yield (indices (B,), frames (B, H, W, 3) uint8 or ``prepare(frames)``) of the valid
