@@ -81,6 +81,12 @@ def video_input(frames_file: h5py.File, row: dict, dataset_dir: Path,
     )
 
 
+def _per_step_dataset(g: h5py.Group, name: str, arr: np.ndarray) -> None:
+    """A (T, ...) dataset, gzip level 4, in chunks of up to 256 steps."""
+    g.create_dataset(name, data=arr, compression="gzip", compression_opts=4,
+                     chunks=(min(256, max(1, arr.shape[0])), *arr.shape[1:]))
+
+
 def write_features(dest: Path, group: str, result: FeatureResult, timestamps: np.ndarray,
                    extractor: FeatureExtractor, fp: str | None = None, **attrs) -> dict:
     """Write one video's features to a new HDF5 file ``dest`` atomically; return its stats."""
@@ -88,13 +94,11 @@ def write_features(dest: Path, group: str, result: FeatureResult, timestamps: np
         result.mask.shape[0], -1).any(1).sum()), "dim": extractor.dim}
     with atomic_path(dest) as tmp, h5py.File(tmp, "w") as f:
         g = f.create_group(group)
-        g.create_dataset("values", data=result.values, compression="gzip", compression_opts=4,
-                         chunks=(min(256, max(1, result.values.shape[0])), *result.values.shape[1:]))
+        _per_step_dataset(g, "values", result.values)
         g.create_dataset("timestamps_s", data=timestamps)
         g.create_dataset("mask", data=result.mask)
         for name, arr in result.extras.items():
-            g.create_dataset(name, data=arr, compression="gzip", compression_opts=4,
-                             chunks=(min(256, max(1, arr.shape[0])), *arr.shape[1:]))
+            _per_step_dataset(g, name, arr)
         g.attrs.update(h5_attrs(
             extractor=extractor.name, config=json.dumps(extractor.config.to_dict(), sort_keys=True),
             config_hash=extractor.config_hash(), weights=extractor.weights_identity(),
