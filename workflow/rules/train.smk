@@ -2,6 +2,7 @@
 #   results/{dataset}/train/{task}/{head}/{featureset}/metrics.json, predictions.parquet,
 #   checkpoint/ (full heads). A feature set's folder is its extractors sorted and joined
 #   by "+" (colour+motion); tasks that read no features (v2v_from_emotions) use "labels".
+from evoke.heads.data import DEFAULT_MEMORY_MB
 from evoke.tasks import TASKS, featureset_name_of
 
 TRAIN = config.get("train", {})
@@ -75,7 +76,7 @@ rule train_head:
     threads: 1
     resources:
         # the feature cache (train.feature_memory_mb) plus the model, labels and LightGBM
-        mem_mb=int(TRAIN.get("feature_memory_mb", 2048)) + 2000,
+        mem_mb=int(TRAIN.get("feature_memory_mb", DEFAULT_MEMORY_MB)) + 2000,
         runtime=240,
     params:
         settings=train_settings,
