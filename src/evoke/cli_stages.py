@@ -82,8 +82,9 @@ def cmd_frames_shard(args) -> int:
 
     c = _common(args, need=("dataset",))
     probe_rows = pl.read_parquet(args.probe)
-    status = frames_shard(probe_rows, dataset_dir(c["dataset"]), _section(args, "frames"), args.shard, args.out)
-    write_parquet(status, args.status)
+    # the status table is written by the stage, before it removes the per-video parts
+    frames_shard(probe_rows, dataset_dir(c["dataset"]), _section(args, "frames"), args.shard, args.out,
+                 status_out=args.status)
     return 0
 
 
