@@ -10,7 +10,7 @@ import polars as pl
 
 from evoke.cli import add_settings_argument
 from evoke.config import load_config, validate_config
-from evoke.manifest import assign_shards, read_manifest, shard_rows
+from evoke.manifest import SHARD_MAP, assign_shards, read_manifest, shard_rows
 from evoke.store import dataset_dir, failures_from_status, merge_failures, write_parquet
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ def cmd_ingest_shard(args) -> int:
     from evoke.ingest import ingest_shard
 
     c = _common(args)
-    rows = shard_rows(read_manifest(Path(c["manifest"])), c["shard_size"], args.shard)
+    rows = shard_rows(read_manifest(Path(c["manifest"])), c["shard_size"], args.shard,
+                      shard_map=dataset_dir(c["dataset"]) / SHARD_MAP)
     status = ingest_shard(rows, dataset_dir(c["dataset"]), _section(args, "ingest"), args.shard)
     write_parquet(status, args.out)
     failed = status.filter(pl.col("status") == "failed").height

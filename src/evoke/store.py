@@ -257,6 +257,55 @@ def shard_lock(path: str | Path, what: str) -> Iterator[None]:
         os.close(fd)
 
 
+def run_records(folder: str | Path) -> tuple[list[dict], list[Path]]:
+    """The run records (JSON: host, pid, since) in ``folder``: (those of processes that
+    may still run: alive on this host, or on another host; the files of the dead ones)."""
+    folder = Path(folder)
+    live, dead = [], []
+    host = socket.gethostname()
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            rec = json.loads(p.read_text())
+            pid = int(rec["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            dead.append(p)  # written atomically, so only a hand-made file is unreadable
+            continue
+        if rec.get("host") == host and not _pid_alive(pid):
+            dead.append(p)
+        else:
+            live.append({**rec, "file": str(p)})
+    return live, dead
+
+
+def write_run_record(folder: str | Path) -> Path:
+    """Record this process (host, pid, since) as a run in ``folder``; returns the file."""
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    path = Path(folder) / f"{me['host']}-{me['pid']}.json"
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(me))
+    return path
+
+
+def clear_stale_snakemake_locks(locks_dir: str | Path, under: str) -> int:
+    """Remove Snakemake's lock files (``{n}.input.lock``/``{n}.output.lock`` pairs) that name
+    a path under ``under``: what ``--unlock`` does, for the locks of a run that was killed
+    (the caller knows it no longer runs). Returns how many pairs."""
+    locks_dir = Path(locks_dir)
+    prefix = under.rstrip("/") + "/"
+    n = 0
+    for out in sorted(locks_dir.glob("*.output.lock")) if locks_dir.is_dir() else []:
+        pair = [out, out.with_name(out.name.replace(".output.lock", ".input.lock"))]
+        try:
+            names = [ln for p in pair if p.exists() for ln in p.read_text().splitlines()]
+        except OSError:
+            continue
+        if any(ln.startswith(prefix) or f"/{prefix}" in ln for ln in names):
+            for p in pair:
+                p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """True for an OSError that says the disk or the quota is full (h5py's carry the
     errno only in the message)."""
