@@ -11,7 +11,7 @@ import polars as pl
 from evoke.cli import add_settings_argument
 from evoke.config import load_config, validate_config
 from evoke.manifest import SHARD_MAP, assign_shards, read_manifest, shard_rows
-from evoke.store import dataset_dir, failures_from_status, merge_failures, write_parquet
+from evoke.store import dataset_dir, failures_from_status, merge_failures, shard_lock, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,10 @@ def cmd_ingest_shard(args) -> int:
     c = _common(args)
     rows = shard_rows(read_manifest(Path(c["manifest"])), c["shard_size"], args.shard,
                       shard_map=dataset_dir(c["dataset"]) / SHARD_MAP)
-    status = ingest_shard(rows, dataset_dir(c["dataset"]), _section(args, "ingest"), args.shard)
-    write_parquet(status, args.out)
+    out = Path(args.out)
+    with shard_lock(out.with_name(f".{out.name}.lock"), f"ingest {args.shard} ({out})"):  # one copy at a time
+        status = ingest_shard(rows, dataset_dir(c["dataset"]), _section(args, "ingest"), args.shard)
+        write_parquet(status, out)
     failed = status.filter(pl.col("status") == "failed").height
     log.info("ingest %s: %d ok, %d failed -> %s", args.shard, status.height - failed, failed, args.out)
     return 0
