@@ -340,6 +340,9 @@ class FeatureExtractor:
     description: ClassVar[str] = ""
     # True for extractors that run a torch model (they get a device: GPU when visible)
     uses_torch: ClassVar[bool] = False
+    # settings that change how fast, not what is computed: left out of the cache key
+    # (config_hash) and of the workflow's params, so changing them reruns nothing
+    RUNTIME_KEYS: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
     def __init__(self, config: ExtractorConfig | dict | None = None, device: str = "cpu",
                  weights_paths: dict[str, str] | None = None):
@@ -349,6 +352,7 @@ class FeatureExtractor:
         self.device = device
         self.weights_paths = dict(weights_paths or {})
         self._loaded = False
+        self._weights_identity: str | None = None
 
     # -- what it produces -------------------------------------------------
     @property
@@ -364,11 +368,23 @@ class FeatureExtractor:
         return []
 
     def weights_identity(self) -> str:
-        """Names and checksums of the weights in use (an HDF5 attribute, part of the cache key)."""
-        return ";".join(f"{w.name}:{w.sha256 or w.filename}" for w in self.weights()) or "none"
+        """Name and content sha256 of every weights file in use (an HDF5 attribute, part of
+        the cache key): a different checkpoint under the same name is a different identity.
+        Raises WeightsMissing when a file is not here."""
+        from evoke.weights import identity
+
+        if self._weights_identity is None:
+            self._weights_identity = identity(self.weights(), self.weights_paths)
+        return self._weights_identity
+
+    def numeric_config(self) -> dict:
+        """The settings that change the numbers: the config without :attr:`RUNTIME_KEYS`."""
+        return {k: v for k, v in self.config.to_dict().items() if k not in self.RUNTIME_KEYS}
 
     def config_hash(self) -> str:
-        return fingerprint(self.name, self.config.to_dict(), self.weights_identity())
+        """What the values depend on: the extractor, its numeric settings and its weights'
+        content (not ``batch_size``, the device or where the weights lie)."""
+        return fingerprint(self.name, self.numeric_config(), self.weights_identity())
 
     # -- running ----------------------------------------------------------
     def ensure_loaded(self) -> None:
