@@ -152,8 +152,9 @@ def video_packet_times(path: Path, name: str | None = None) -> tuple[np.ndarray,
 def decoded_end_time(path: Path, key_times: np.ndarray, time_base: float) -> float | None:
     """Presentation time (s) of the last frame that decodes, or None when none does.
 
-    Decodes only from the last keyframe on (one group of pictures), stepping back
-    a keyframe at a time while nothing decodes there (a truncated last packet).
+    Decodes only from the last keyframe on (one group of pictures), skipping
+    packets that do not decode, and steps back a keyframe at a time while nothing
+    decodes there (a truncated or damaged last group).
     """
     for key in key_times[::-1][:4]:
         last = None
@@ -162,11 +163,16 @@ def decoded_end_time(path: Path, key_times: np.ndarray, time_base: float) -> flo
                 stream = container.streams.video[0]
                 if time_base > 0:
                     container.seek(int(round(key / time_base)), stream=stream, backward=True)
-                for frame in container.decode(stream):
-                    if frame.time is not None:
-                        last = float(frame.time) if last is None else max(last, float(frame.time))
+                for packet in container.demux(stream):  # the last, empty packet flushes the decoder
+                    try:
+                        frames = packet.decode()
+                    except av.FFmpegError:
+                        continue  # a damaged packet costs only its own frame
+                    for frame in frames:
+                        if frame.time is not None:
+                            last = float(frame.time) if last is None else max(last, float(frame.time))
         except (av.FFmpegError, IndexError):
-            pass  # a broken packet ends decoding: the frames before it count
+            pass  # the file ends in a way the demuxer cannot read past: what decoded counts
         if last is not None:
             return last
     return None
