@@ -309,3 +309,17 @@ def test_probe_mode_keeps_going_past_every_unreadable_file(tmp_path):
     assert d.counts == {"malformed_post_time": 1}
     assert sorted(failures["video_id"]) == ["bad_xml", "deep", "gone", "html"]
     assert all("\n" not in e for e in failures["error"])
+
+
+def test_cli_with_several_files_records_the_bad_one_and_goes_on(tmp_path):
+    from evoke.cli import main
+
+    (tmp_path / "a.xml").write_text(xml_doc([(1.0, 1, "好", "u")]), encoding="utf-8")
+    (tmp_path / "b.json").write_text("[" * 100_000)
+    out, failures = tmp_path / "c.parquet", tmp_path / "f.parquet"
+    assert main(["danmaku", "parse", str(tmp_path / "a.xml"), str(tmp_path / "b.json"), "--out", str(out),
+                 "--failures", str(failures)]) == 0
+    assert pl.read_parquet(out)["video_id"].to_list() == ["a"]
+    f = pl.read_parquet(failures)
+    assert f["video_id"].to_list() == ["b"] and "nested too deeply" in f["error"][0]
+    assert main(["danmaku", "parse", str(tmp_path / "b.json"), "--out", str(out)]) == 2  # one file: its error

@@ -353,8 +353,7 @@ def _time(value) -> float:
     """A comment time as a float (NaN/inf kept: cleaning drops them as impossible_time)."""
     if isinstance(value, bool):
         raise ValueError("a boolean is not a time")
-    t = float(value)  # ValueError / TypeError for text that is not a number
-    return t
+    return float(value)  # ValueError / TypeError for text that is not a number
 
 
 def parse_xml_comments(chunks: Iterable[str], source: str | Path, out: _Comments) -> None:
