@@ -323,3 +323,17 @@ def test_cli_with_several_files_records_the_bad_one_and_goes_on(tmp_path):
     f = pl.read_parquet(failures)
     assert f["video_id"].to_list() == ["b"] and "nested too deeply" in f["error"][0]
     assert main(["danmaku", "parse", str(tmp_path / "b.json"), "--out", str(out)]) == 2  # one file: its error
+
+
+@pytest.mark.parametrize("name", ["niconico_sm9.json", "bilibili_8729348.xml"])
+@pytest.mark.parametrize("encoding", ["shift_jis", "gb18030"])
+def test_real_files_in_legacy_encodings_without_a_declaration(tmp_path, name, encoding):
+    """Each real file re-encoded (no BOM, no declaration) reads back as the same comments:
+    Japanese and Chinese in either encoding, told apart by their characters alone."""
+    import re
+
+    text = re.sub(r"^\s*<\?xml[^>]*\?>", "", (FIXTURES / name).read_text(encoding="utf-8"))
+    p = tmp_path / name
+    p.write_bytes(text.encode(encoding, errors="replace"))  # the few characters it lacks become '?'
+    want = [t.encode(encoding, errors="replace").decode(encoding) for t in parse_danmaku(FIXTURES / name)["text"]]
+    assert parse_danmaku(p)["text"].to_list() == want
