@@ -206,14 +206,18 @@ def test_written_files_are_verified_before_the_commit(media, tmp_path):
     cut = tmp_path / "video.mp4"  # what a full disk left: the first frames of the copy
     shutil.copyfile(media["truncated_faststart"], cut)
     with pytest.raises(MediaError, match="failed verification: the muted video has 20 video packets, the source 150"):
-        verify_outputs(info, media["cfr"], cut, None, 16000, "cfr.mp4")
+        verify_outputs(info, cut, None, 16000, "cfr.mp4")
     wav = tmp_path / "audio.wav"
     import subprocess
 
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(media["cfr"]), "-t", "2", "-ac", "1", "-ar", "16000",
                     str(wav)], check=True)
     with pytest.raises(MediaError, match=r"the WAV lasts 2.0\d\d s, the source's audio 5.99\d s"):
-        verify_outputs(info, media["cfr"], media["cfr"], wav, 16000, "cfr.mp4")
+        verify_outputs(info, media["cfr"], wav, 16000, "cfr.mp4")
+    data = wav.read_bytes()
+    wav.write_bytes(data[: len(data) // 2])  # a header that announces more than the file holds
+    with pytest.raises(MediaError, match="the WAV does not read back"):
+        verify_outputs(info, media["cfr"], wav, 16000, "cfr.mp4")
 
 
 def test_video_ids_are_limited_in_bytes():

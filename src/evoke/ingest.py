@@ -39,7 +39,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -48,7 +47,15 @@ from tqdm import tqdm
 
 from evoke import EvokeError, __version__
 from evoke.config import fingerprint
-from evoke.media import EnvironmentFailure, MediaError, environment_message, probe, require_binary, run_ffmpeg
+from evoke.media import (
+    EnvironmentFailure,
+    MediaError,
+    decoded_end_time,
+    environment_message,
+    probe,
+    run_ffmpeg,
+    video_packet_times,
+)
 
 log = logging.getLogger(__name__)
 
@@ -323,75 +330,69 @@ def strip_audio(
     return video, wav
 
 
-def _audio_stream(path: Path) -> dict | None:
-    """ffprobe's first audio stream of ``path`` (None when it has none or is unreadable)."""
-    proc = subprocess.run(
-        [require_binary("ffprobe"), "-v", "error", "-select_streams", "a:0", "-show_streams",
-         "-show_format", "-print_format", "json", str(path)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        return None
-    info = json.loads(proc.stdout or "{}")
-    streams = info.get("streams") or []
-    if not streams:
-        return None
-    s = dict(streams[0])
-    s["format_duration"] = (info.get("format") or {}).get("duration")
-    return s
+def _wav_params(path: Path) -> tuple[int, int, int, float] | None:
+    """(channels, bytes per sample, rate, seconds) from a PCM WAV's header, when the
+    file holds every sample the header announces; else None. Python's wave module:
+    no subprocess, a few microseconds."""
+    import wave
 
-
-def _seconds(value) -> float | None:
     try:
-        v = float(value)
-    except (TypeError, ValueError):
+        with wave.open(str(path), "rb") as w:
+            ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+    except (wave.Error, EOFError, OSError):
         return None
-    return v if v == v and v > 0 else None
+    if rate <= 0 or path.stat().st_size < 44 + n * ch * width:
+        return None
+    return ch, width, rate, n / rate
 
 
-def verify_outputs(src_info: dict, src: Path, video: Path, wav: Path | None, audio_rate: int,
-                   name: str) -> dict:
-    """Check what ingest wrote before it is committed; return the muted video's probe.
+def verify_outputs(src_info: dict, video: Path, wav: Path | None, audio_rate: int, name: str) -> dict:
+    """Check what ingest wrote before it is committed; return ``{"decoded_duration_s"}``
+    of the muted video.
 
     The muted video must demux to as many packets as the source's video stream
     (a stream copy keeps every packet) and decode to the same end (within two
     frames); the WAV must be mono PCM at ``audio_rate`` lasting as long as the
-    source's audio (within 0.25 s + 1 %). A mismatch on a full disk raises
+    source's audio stream (within 0.25 s + 1 %), every announced sample present.
+    ``src_info`` is the source's :func:`~evoke.media.probe`. A mismatch on a full disk raises
     :class:`EnvironmentFailure` (the disk, not the data); otherwise
     :class:`MediaError`.
     """
     problems = []
-    try:
-        out = probe(video, video.name)
+    frame_s = 1.0 / src_info["fps_avg"] if src_info.get("fps_avg") else 0.1
+    decoded = None
+    try:  # demux and decode with PyAV (no ffprobe process: this runs for every video)
+        times, keys, tb = video_packet_times(video, video.name)
     except MediaError as exc:
-        out, problems = None, [f"the muted video does not read back: {exc}"]
-    if out is not None:
-        frame_s = 1.0 / src_info["fps_avg"] if src_info.get("fps_avg") else 0.1
-        if out["n_frames"] != src_info["n_frames"]:
-            problems.append(f"the muted video has {out['n_frames']} video packets, the source "
-                            f"{src_info['n_frames']}")
-        if abs(out["decoded_duration_s"] - src_info["decoded_duration_s"]) > 2 * frame_s + 0.01:
-            problems.append(f"the muted video decodes to {out['decoded_duration_s']:.3f} s, the source "
-                            f"to {src_info['decoded_duration_s']:.3f} s")
-    if wav is not None:
-        got = _audio_stream(wav)
-        expected = _audio_stream(src)
-        want = _seconds((expected or {}).get("duration")) or _seconds((expected or {}).get("format_duration"))
-        if got is None:
-            problems.append("the WAV does not read back")
-        elif (got.get("codec_name"), int(got.get("sample_rate") or 0), int(got.get("channels") or 0)) != \
-                ("pcm_s16le", int(audio_rate), 1):
-            problems.append(f"the WAV is {got.get('codec_name')} {got.get('sample_rate')} Hz "
-                            f"{got.get('channels')} ch, not pcm_s16le {audio_rate} Hz mono")
+        times, problems = None, [f"the muted video does not read back: {exc}"]
+    if times is not None:
+        last = decoded_end_time(video, times[keys] if keys.any() else times[:1], tb) if times.size else None
+        if times.size != src_info["n_frames"]:
+            problems.append(f"the muted video has {times.size} video packets, the source {src_info['n_frames']}")
+        if last is None:
+            problems.append("no frame of the muted video decodes")
         else:
-            dur = _seconds(got.get("duration")) or 0.0
-            if want is not None and abs(dur - want) > 0.25 + 0.01 * want:
-                problems.append(f"the WAV lasts {dur:.3f} s, the source's audio {want:.3f} s")
+            decoded = min(last - float(times[0]) + frame_s, src_info["duration_s"])
+            if abs(decoded - src_info["decoded_duration_s"]) > 2 * frame_s + 0.01:
+                problems.append(f"the muted video decodes to {decoded:.3f} s, the source "
+                                f"to {src_info['decoded_duration_s']:.3f} s")
+    if wav is not None:
+        got = _wav_params(wav)
+        want = src_info.get("audio_duration_s")
+        if got is None:
+            problems.append("the WAV does not read back (or holds fewer samples than its header says)")
+        elif got[:3] != (1, 2, int(audio_rate)):
+            problems.append(f"the WAV has {got[0]} channel(s) of {8 * got[1]}-bit samples at {got[2]} Hz, "
+                            f"not 16-bit mono at {audio_rate} Hz")
+        elif want is not None and abs(got[3] - want) > 0.25 + 0.01 * want:
+            problems.append(f"the WAV lasts {got[3]:.3f} s, the source's audio {want:.3f} s")
     if problems:
         free = shutil.disk_usage(video.parent).free
         if free < 64 * 1024**2:
             raise EnvironmentFailure(f"{name}: the disk is full ({free} bytes free under {video.parent}): "
                                      + "; ".join(problems))
         raise MediaError(f"{name}: written files failed verification: " + "; ".join(problems))
-    return out
+    return {"decoded_duration_s": decoded}
 
 
 def _local_identity(source: str | None) -> list | None:
@@ -524,7 +525,7 @@ def _build_video(row: dict, tmp: Path, settings: dict, fp: str) -> dict:
         src = clip_video(src, dl / "clip.mp4", start, end, name)
     info = probe(src, name)
     video, wav = strip_audio(src, tmp, info["has_audio"], settings["audio_rate"], name)
-    written = verify_outputs(info, src, video, wav, settings["audio_rate"], name)
+    written = verify_outputs(info, video, wav, settings["audio_rate"], name)
     danmaku = None
     dsrc = _read_danmaku_source(row["danmaku"]) if row.get("danmaku") else ytdlp_danmaku
     if dsrc is not None:

@@ -201,7 +201,7 @@ def probe(path: Path, name: str | None = None) -> dict:
     mid-stream), ``fps_avg, fps_is_variable, n_frames, width, height,
     rotation`` (clockwise degrees), ``display_width, display_height`` (after
     rotation), ``video_codec, audio_codec, audio_channels, audio_sample_rate,
-    has_audio, container, size_bytes, keyframe_interval_s``.
+    has_audio, container, size_bytes, keyframe_interval_s, audio_duration_s``.
 
     Raises MediaError for empty files, files that are not media and files
     without a video stream.
@@ -258,6 +258,8 @@ def probe(path: Path, name: str | None = None) -> dict:
         "audio_codec": audio[0].get("codec_name") if audio else None,
         "audio_channels": int(audio[0].get("channels") or 0) if audio else 0,
         "audio_sample_rate": int(audio[0].get("sample_rate") or 0) if audio else 0,
+        # the first audio stream's own duration (else the container's): what a WAV made from it must last
+        "audio_duration_s": (_float(audio[0].get("duration")) or _float(fmt.get("duration"))) if audio else None,
         "has_audio": bool(audio),
         "container": fmt.get("format_name"),
         "size_bytes": int(path.stat().st_size),
