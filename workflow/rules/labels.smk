@@ -14,6 +14,8 @@
 #   labels/danmaku_seconds.parquet           the 1 Hz frames with their window's distribution
 #   labels/failures.parquet                  danmaku files that could not be parsed
 # A builder whose annotation file is set to null in the config is left out of `labels`.
+# Pre-built tables (labels.tables, e.g. from `evoke import`): rule labels_table checks each
+# against its schema and puts it at labels/{name}.parquet instead of its builder's output.
 # Table columns: the docstrings of evoke.labels.* and evoke.danmaku.*.
 
 import shlex
@@ -27,6 +29,31 @@ EEV_CSV = LABELS.file("eev", "csv", "eev.csv")
 VIEWER_RATINGS = LABELS.files("viewers", "ratings", ["viewer_valence.csv"])
 VIEWER_SUBTITLES = LABELS.files("viewers", "subtitles", [])
 DANMAKU_CORPUS = LABELS.file("danmaku", "corpus", "danmaku_corpus.csv")
+LABEL_TABLES = dict(LABELS.block.get("tables") or {})
+
+
+rule labels_table:
+    input:
+        lambda w: LABEL_TABLES[w.table],
+    output:
+        f"{D}/labels/{{table}}.parquet",
+    log:
+        f"{D}/logs/labels/table_{{table}}.log",
+    benchmark:
+        f"{D}/benchmarks/labels/table_{{table}}.tsv"
+    wildcard_constraints:
+        table=one_of(sorted(LABEL_TABLES)),
+    shell:
+        "{EVOKE} tables check {wildcards.table} {input:q} --out {output:q} > {log:q} 2>&1"
+
+
+# a table given in labels.tables wins over the builder that would write it
+ruleorder: labels_table > labels_vce
+ruleorder: labels_table > labels_v2v_votes
+ruleorder: labels_table > labels_v2v_lists
+ruleorder: labels_table > labels_eev
+ruleorder: labels_table > labels_viewers
+ruleorder: labels_table > danmaku_windows
 
 
 rule labels_vce:
@@ -266,6 +293,8 @@ if VIEWER_RATINGS:
     LABEL_TARGETS.extend(rules.labels_viewers.output)
 if DANMAKU_CORPUS:
     LABEL_TARGETS.extend(rules.danmaku_windows.output)
+LABEL_TARGETS.extend(f"{D}/labels/{name}.parquet" for name in sorted(LABEL_TABLES))
+LABEL_TARGETS = list(dict.fromkeys(LABEL_TARGETS))
 
 
 rule labels:
@@ -275,3 +304,4 @@ rule labels:
 
 localrules:
     labels,
+    labels_table,
