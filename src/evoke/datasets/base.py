@@ -34,7 +34,7 @@ import polars as pl
 import yaml
 
 from evoke import EvokeError, __version__
-from evoke.labels.common import Dropped
+from evoke.labels.common import Dropped, LabelError
 from evoke.store import atomic_path, write_parquet
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,8 @@ def write_result(result: ImportResult, out: Path, importer: str, source: Path, s
     from evoke.datasets.tables import check_table
     from evoke.manifest import read_manifest
 
-    result.dropped.check(strict, source)
+    if strict and result.dropped:
+        raise DatasetError(f"{source}: {result.dropped.summary()} (--strict: no record may be dropped)")
     if result.manifest.height == 0:
         raise DatasetError(f"{source}: no video left to import ({result.dropped.summary()})")
     out.mkdir(parents=True, exist_ok=True)
@@ -207,5 +208,9 @@ def run_import(name: str, source: str | Path, out: str | Path, strict: bool = Fa
     source, out = Path(source), Path(out)
     if not source.is_dir():
         raise DatasetError(f"{source}: not a folder (the dataset as downloaded)")
-    result = get_importer(name)().read(source, out=out, **options)
+    importer = get_importer(name)()
+    try:
+        result = importer.read(source, out=out, **options)
+    except LabelError as exc:  # the label builders' readers, reused here: the same one-line message
+        raise DatasetError(str(exc)) from exc
     return write_result(result, out, name, source, strict)
