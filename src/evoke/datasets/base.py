@@ -168,10 +168,31 @@ def base_config(name: str, out: Path, tables: dict[str, Path], tasks: list[str],
     }
 
 
+def check_manifest(manifest: pl.DataFrame, source: Path) -> None:
+    """The ingest stage's rules for ids (:func:`evoke.manifest.check_video_id`), unique ids and
+    clip bounds, checked before the manifest is written (a released id that is not a safe file
+    name stops the import naming it)."""
+    from evoke.manifest import check_video_id
+
+    problems = [f"{v!r}: {why}" for v in manifest["video_id"] if (why := check_video_id(v or ""))]
+    dup = manifest.filter(pl.col("video_id").is_duplicated())["video_id"].unique().to_list()
+    problems += [f"{v!r}: the same video id twice" for v in dup]
+    bad = manifest.filter(pl.col("end_s").is_not_null() & (pl.col("end_s") <= pl.col("start_s")))
+    problems += [f"{v!r}: end_s before start_s" for v in bad["video_id"]]
+    if problems:
+        raise DatasetError(f"{source}: cannot make a manifest: {'; '.join(problems[:5])}"
+                           + (f" and {len(problems) - 5} more" if len(problems) > 5 else ""))
+
+
+def local_source(folder: Path, relative: str) -> str:
+    """``folder/relative`` as an absolute, normalised path (``folder`` is resolved once by the
+    caller: resolving each of 61,046 files would stat every path component of each)."""
+    return os.path.normpath(os.path.join(folder, relative))
+
+
 def write_result(result: ImportResult, out: Path, importer: str, source: Path, strict: bool = False) -> dict:
     """Check and write ``result`` into ``out`` (each file atomically); return the import record."""
     from evoke.datasets.tables import check_table
-    from evoke.manifest import read_manifest
 
     if strict and result.dropped:
         raise DatasetError(f"{source}: {result.dropped.summary()} (--strict: no record may be dropped)")
@@ -181,10 +202,9 @@ def write_result(result: ImportResult, out: Path, importer: str, source: Path, s
     for name, table in result.tables.items():
         check_table(name, table, f"{importer} importer's {name} table")
         write_parquet(table, out / "labels" / f"{name}.parquet")
-    manifest = out / "manifest.csv"
-    with atomic_path(manifest) as tmp:
+    check_manifest(result.manifest, source)
+    with atomic_path(out / "manifest.csv") as tmp:
         result.manifest.write_csv(tmp)
-    read_manifest(manifest)  # the ingest stage's own check: ids, sources, clip bounds
     with atomic_path(out / "config.yaml") as tmp:
         tmp.write_text(f"# written by evoke import {importer} {source} (evoke {__version__})\n"
                        "# run: snakemake --cores 4 --configfile " + str(out / "config.yaml") + "\n"
@@ -205,7 +225,7 @@ def write_result(result: ImportResult, out: Path, importer: str, source: Path, s
 
 def run_import(name: str, source: str | Path, out: str | Path, strict: bool = False, **options) -> dict:
     """Import the released dataset ``name`` from ``source`` into ``out``; returns the import record."""
-    source, out = Path(source), Path(out)
+    source, out = Path(source).resolve(), Path(out).resolve()
     if not source.is_dir():
         raise DatasetError(f"{source}: not a folder (the dataset as downloaded)")
     importer = get_importer(name)()

@@ -48,6 +48,7 @@ from evoke.datasets.base import (
     base_config,
     find_file,
     keep_existing_videos,
+    local_source,
     manifest_frame,
     register_importer,
 )
@@ -134,7 +135,7 @@ class LirisAccedeImporter(DatasetImporter):
         movies = read_description(desc_path) if desc_path.is_file() else {}
         if not movies:
             log.info("%s: no ACCEDEdescription.xml, the movie column stays empty", desc_path)
-        rows = [{"video_id": Path(n).stem, "source": str((data / n).resolve()), "split": sp}
+        rows = [{"video_id": Path(n).stem, "source": local_source(data, n), "split": sp}
                 for n, sp in r.select("name", "split").iter_rows()]
         present = {x["video_id"] for x in keep_existing_videos(rows, dropped, check_videos)}
         table = r.with_columns(

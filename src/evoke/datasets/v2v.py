@@ -46,6 +46,7 @@ from evoke.datasets.base import (
     ImportResult,
     base_config,
     keep_existing_videos,
+    local_source,
     manifest_frame,
     read_json,
     register_importer,
@@ -148,7 +149,7 @@ class V2vImporter(DatasetImporter):
 
         def video_path(v: str) -> str:
             rel = (metadata.get(v) or {}).get("file") or f"videos/{v}.mp4"
-            return str((source / rel).resolve())
+            return local_source(source, rel)
 
         rows = [{"video_id": v, "source": video_path(v), "split": s} for v, s in sorted(split_of.items())]
         present = {r["video_id"] for r in keep_existing_videos(rows, dropped, check_videos)}

@@ -37,7 +37,6 @@ distribution; ``--keep-all-zero`` keeps them with ``all_zero`` true and null
 from __future__ import annotations
 
 import logging
-import math
 import re
 from pathlib import Path
 
@@ -50,6 +49,7 @@ from evoke.datasets.base import (
     ImportResult,
     base_config,
     keep_existing_videos,
+    local_source,
     manifest_frame,
     read_json,
     register_importer,
@@ -130,51 +130,54 @@ class VceImporter(DatasetImporter):
         seen: set[str] = set()
         rows, intensities, topk = [], [], []
         names: dict[str, str] = {}  # released name -> evoke name, checked once per name
+        columns: dict[tuple, np.ndarray] = {}  # an entry's key order -> taxonomy index of each value
+        k = len(VCE_EMOTIONS)
         for split, fname in SPLIT_FILES:
             path = source / fname
             labels = read_json(path, f"VCE {split} labels")
             if not isinstance(labels, dict):
                 raise DatasetError(f"{path}: expected an object of video ids, got {type(labels).__name__}")
+
+            def slug_of(name, vid, where=""):
+                slug = names.get(name) if isinstance(name, str) else None
+                if slug is None:
+                    slug = vce_emotion(name) if isinstance(name, str) else None
+                    if slug is None:
+                        raise DatasetError(f"{path}: video {vid}: unknown emotion name {name!r}{where} (VCE's 27 "
+                                           f"are e.g. 'Admiration', 'Awe (or Wonder)', 'Empathic Pain')")
+                    names[name] = slug
+                return slug
+
             for vid, entry in labels.items():
                 emotions = entry.get("emotions") if isinstance(entry, dict) else None
                 if not isinstance(emotions, dict):
                     dropped.add("malformed_entry", 1, [f"{fname}: {vid}"])
                     continue
-                vec = np.full(len(VCE_EMOTIONS), np.nan)
-                bad = False
-                for name, value in emotions.items():
-                    slug = names.get(name)
-                    if slug is None:
-                        slug = vce_emotion(name)
-                        if slug is None:
-                            raise DatasetError(f"{path}: video {vid}: unknown emotion name {name!r} (VCE's 27 "
-                                               f"are e.g. 'Admiration', 'Awe (or Wonder)', 'Empathic Pain')")
-                        names[name] = slug
-                    if not isinstance(value, (int, float)) or isinstance(value, bool) \
-                            or not math.isfinite(value) or not 0 <= value <= 1:
-                        bad = True
-                        break
-                    vec[VCE_EMOTIONS.index(slug)] = value
-                if bad:
+                keys = tuple(emotions)
+                where = columns.get(keys)
+                if where is None:  # a key order not seen yet (the release uses one throughout)
+                    where = np.array([VCE_EMOTIONS.index(slug_of(n, vid)) for n in keys], dtype=np.int64)
+                    columns[keys] = where
+                if len(set(where.tolist())) < k:
+                    missing = sorted(set(VCE_EMOTIONS) - {VCE_EMOTIONS[i] for i in where})
+                    dropped.add("malformed_entry", 1, [f"{fname}: {vid} lacks {missing[0]}"])
+                    continue
+                values = list(emotions.values())
+                if any(type(v) not in (float, int) for v in values):  # null, text, true/false
                     dropped.add("intensity_out_of_range", 1, [f"{fname}: {vid}"])
                     continue
-                if np.isnan(vec).any():
-                    dropped.add("malformed_entry", 1, [f"{fname}: {vid} lacks "
-                                                       f"{VCE_EMOTIONS[int(np.flatnonzero(np.isnan(vec))[0])]}"])
+                vec = np.empty(k)
+                vec[where] = values
+                if not (np.isfinite(vec).all() and vec.min() >= 0 and vec.max() <= 1):
+                    dropped.add("intensity_out_of_range", 1, [f"{fname}: {vid}"])
                     continue
                 if vid in seen:
                     dropped.add("duplicate_video", 1, [f"{fname}: {vid}"])
                     continue
-                tops = entry.get("topK") or []
-                tk = []
-                for t in tops[:3]:
-                    slug = vce_emotion(t) if isinstance(t, str) else None
-                    if slug is None:
-                        raise DatasetError(f"{path}: video {vid}: unknown emotion name {t!r} in topK")
-                    tk.append(slug)
+                tk = [slug_of(t, vid, " in topK") for t in (entry.get("topK") or [])[:3]]
                 rel = entry.get("file") or (metadata.get(vid) or {}).get("file") or f"videos/{vid}.mp4"
                 seen.add(vid)
-                rows.append({"video_id": vid, "source": str((source / rel).resolve()), "split": split})
+                rows.append({"video_id": vid, "source": local_source(source, rel), "split": split})
                 intensities.append(vec)
                 topk.append(tk)
         kept = keep_existing_videos(rows, dropped, check_videos)
