@@ -289,9 +289,10 @@ if V2V_VOTES:
     LABEL_TARGETS.extend(rules.labels_v2v_lists.output)
 if EEV_CSV:
     LABEL_TARGETS.extend(rules.labels_eev.output)
-if VIEWER_RATINGS:
+# the viewers builder writes two tables in one job: a given viewer_valence table replaces it
+if VIEWER_RATINGS and "viewer_valence" not in LABEL_TABLES:
     LABEL_TARGETS.extend(rules.labels_viewers.output)
-if DANMAKU_CORPUS:
+if DANMAKU_CORPUS and "danmaku_seconds" not in LABEL_TABLES:  # the same: two tables in one job
     LABEL_TARGETS.extend(rules.danmaku_windows.output)
 LABEL_TARGETS.extend(f"{D}/labels/{name}.parquet" for name in sorted(LABEL_TABLES))
 LABEL_TARGETS = list(dict.fromkeys(LABEL_TARGETS))
