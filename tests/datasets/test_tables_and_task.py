@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 from evoke.datasets import DatasetError, run_import
 from evoke.datasets.tables import adopt_table, check_table
@@ -95,3 +96,25 @@ def test_liris_accede_regressors_find_a_planted_signal(head):
         r = np.corrcoef(pred[:, k], Y[200:, k])[0, 1]
         assert r > (0.95 if head == "linear" else 0.8)
         assert np.mean((pred[:, k] - Y[200:, k]) ** 2) < 0.5 * np.var(Y[200:, k])
+
+
+def test_a_table_in_labels_tables_replaces_its_builder(vce_table, tmp_path):
+    """With the demo's raw annotations configured too, the given vce table wins (dry run of the
+    labels rules, as tests/labels/test_labels_workflow.py runs them)."""
+    repo = Path(__file__).resolve().parents[2]
+    if not (repo / "data" / "demo" / "annotations" / "vce_responses.csv").is_file():
+        pytest.skip("demo not built (scripts/setup.sh)")
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    (wd / "data").symlink_to(repo / "data")
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    config["labels"]["tables"] = {"vce": str(vce_table)}
+    (wd / "config.yaml").write_text(yaml.safe_dump(config))
+    rules = repo / "workflow" / "rules"
+    (wd / "Snakefile").write_text('configfile: "config.yaml"\n' + "".join(
+        f'include: "{rules / n}"\n' for n in ("common.smk", "ingest.smk", "labels.smk")))
+    r = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "labels", "-n"], cwd=wd,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "rule labels_table:" in r.stdout and "rule labels_vce:" not in r.stdout
+    assert "rule labels_v2v_votes:" in r.stdout and "rule labels_v2v_sample:" in r.stdout

@@ -104,7 +104,7 @@ rule labels_v2v_votes:
 
 rule labels_v2v_lists:
     input:
-        pairs=rules.labels_v2v_votes.output[0],
+        pairs=str(rules.labels_v2v_votes.output[0]),  # a plain path: labels.tables may provide it
     output:
         f"{D}/labels/v2v_lists.parquet",
     log:
@@ -123,8 +123,8 @@ rule labels_v2v_lists:
 
 rule labels_v2v_sample:
     input:
-        labels=rules.labels_vce.output[0],
-        exclude=rules.labels_v2v_votes.output[0] if V2V_VOTES else [],
+        labels=str(rules.labels_vce.output[0]),  # plain paths: labels.tables may provide them
+        exclude=str(rules.labels_v2v_votes.output[0]) if V2V_VOTES else [],
         videos=config["manifest"],
     output:
         f"{D}/labels/v2v_sample.parquet",
@@ -294,8 +294,9 @@ if VIEWER_RATINGS and "viewer_valence" not in LABEL_TABLES:
     LABEL_TARGETS.extend(rules.labels_viewers.output)
 if DANMAKU_CORPUS and "danmaku_seconds" not in LABEL_TABLES:  # the same: two tables in one job
     LABEL_TARGETS.extend(rules.danmaku_windows.output)
-LABEL_TARGETS.extend(f"{D}/labels/{name}.parquet" for name in sorted(LABEL_TABLES))
-LABEL_TARGETS = list(dict.fromkeys(LABEL_TARGETS))
+# plain paths, not rules.X.output (which would tie each to its builder and bypass the ruleorder)
+LABEL_TARGETS = list(dict.fromkeys([str(p) for p in LABEL_TARGETS]
+                                   + [f"{D}/labels/{name}.parquet" for name in sorted(LABEL_TABLES)]))
 
 
 rule labels:
