@@ -272,3 +272,25 @@ def test_import_cli_lists_the_formats_and_reports_errors(tmp_path):
                           capture_output=True, text=True, check=True)
     assert "3 videos" in proc.stdout and "configfile" in proc.stdout
     assert "dataset: mine" in (tmp_path / "d" / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("fmt, folder, missing, message", [
+    ("vce", "vce", "train_labels.json", "VCE train labels not found"),
+    ("v2v", "v2v", "listwise_labels.json", "V2V listwise labels not found"),
+    ("eev", "eev", "val.csv", "EEV val split not found"),
+    ("liris-accede", "liris_accede", "annotations/ACCEDEsets.txt", "LIRIS-ACCEDE sets not found"),
+    ("deap", "deap", "metadata_csv/participant_ratings.csv", "DEAP participant ratings not found"),
+])
+def test_a_missing_released_file_stops_naming_it(fmt, folder, missing, message, tmp_path):
+    src = copy_fixture(folder, tmp_path)
+    (src / missing).unlink()
+    with pytest.raises(DatasetError, match=message) as err:
+        run_import(fmt, src, tmp_path / "out")
+    assert Path(missing).name in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "out" / "manifest.csv").exists()
+
+
+def test_cognimuse_without_annotations_stops(tmp_path):
+    (tmp_path / "empty" / "BMI").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"empty: no film folder with emotion/\*\.dat annotations"):
+        run_import("cognimuse", tmp_path / "empty", tmp_path / "out")
