@@ -118,3 +118,22 @@ def test_a_table_in_labels_tables_replaces_its_builder(vce_table, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "rule labels_table:" in r.stdout and "rule labels_vce:" not in r.stdout
     assert "rule labels_v2v_votes:" in r.stdout and "rule labels_v2v_sample:" in r.stdout
+
+
+def test_imported_vce_and_v2v_tables_have_the_builders_exact_schemas(vce_table, tmp_path):
+    """Column names, order and types as the labels stage's own builders write them (run here on
+    a few raw responses and votes)."""
+    from evoke.labels.v2v import v2v_pairs
+    from evoke.labels.vce import aggregate_vce
+
+    responses = pl.DataFrame({"annotator_id": ["a", "b", "a", "b"], "video_id": ["v1", "v1", "v2", "v2"],
+                              "emotion": ["joy", "awe", "fear", "fear"], "intensity": [5.0, 7.0, 9.0, 3.0]})
+    built = aggregate_vce(responses.with_columns(pl.lit(False).alias("relies_on_audio"))).table
+    assert pl.read_parquet(vce_table).schema == built.schema
+    votes = pl.DataFrame({"annotator_id": [f"a{i}" for i in range(9)], "video_a": ["x"] * 9, "video_b": ["y"] * 9,
+                          "choice": ["strong_b"] * 9})
+    src = tmp_path / "v2v"
+    shutil.copytree(FIXTURES / "v2v", src)
+    run_import("v2v", src, tmp_path / "v2v_out", check_videos=False)
+    imported = pl.read_parquet(tmp_path / "v2v_out" / "labels" / "v2v_pairs.parquet")
+    assert imported.schema == v2v_pairs(votes).table.schema
