@@ -43,7 +43,7 @@ def cmd_report(args) -> int:
 
 # the registered tasks (evoke.tasks.TASKS), named here so that building the parser
 # does not import torch; run_task rejects any other name with the known ones
-TASK_NAMES = ("danmaku_ldl", "eev", "v2v", "v2v_from_emotions", "vce", "viewer_valence")
+TASK_NAMES = ("danmaku_ldl", "eev", "liris_accede", "v2v", "v2v_from_emotions", "vce", "viewer_valence")
 
 
 def register(sub) -> None:

@@ -8,6 +8,8 @@ Losses (``loss`` argument of :func:`fit_full`), on the raw outputs ``z``:
 * ``"bce"`` (EEV, viewers' valence): binary cross-entropy with logits, averaged
   over the labelled entries only (``y_mask``); with several branches (the
   multi-task head) ``z`` is (B, branches, 1) and each branch is one column;
+* ``"mse"`` (LIRIS-ACCEDE): mean squared error of the raw outputs, over the
+  labelled entries;
 * ``"pairwise_bce"`` (V2V): samples are (less, more) pleasant pairs of video
   indices, loss ``BCE(sigmoid(f(x_more) - f(x_less)), 1)``.
 
@@ -73,6 +75,9 @@ def _loss(loss: str, z: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -
         if m is None:
             return per.mean()
         return (per * m).sum() / m.sum().clamp_min(1.0)
+    if loss == "mse":  # regression (LIRIS-ACCEDE valence/arousal): raw outputs are the predictions
+        per = (z - y) ** 2
+        return per.mean() if m is None else (per * m).sum() / m.sum().clamp_min(1.0)
     raise ValueError(f"unknown loss {loss!r}")
 
 
