@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "evoke.heads.cli",
     "evoke.labels.cli",
     "evoke.danmaku.cli",
+    "evoke.predict.cli",
 ]
 
 
