@@ -45,6 +45,7 @@ import numpy as np
 import polars as pl
 
 from evoke import EvokeError, __version__
+from evoke.ingest import _CACHE_KEYS as INGEST_KEYS  # the ingest settings that change a video's media
 
 log = logging.getLogger(__name__)
 
@@ -299,19 +300,24 @@ def feature_identity(dataset_dir: str | Path, extractors: list[str]) -> dict[str
 
 def frames_identity(dataset_dir: str | Path, video_id: str) -> dict | None:
     """The frames settings of one video of the dataset (``rate_hz, short_side, backend,
-    config_hash``), from its frames HDF5 group; None when the frames are not there."""
+    config_hash``), from its group in ``frames/{shard}.h5`` (its shard as the features index
+    names it); None when the frames are not there."""
     ddir = Path(dataset_dir)
-    index_path = ddir / "frames" / "index.parquet"
+    index_path = ddir / "features" / "index.parquet"
     if not index_path.exists():
         return None
-    index = pl.read_parquet(index_path).filter(pl.col("video_id") == video_id)
-    if "status" in index.columns:
-        index = index.filter(pl.col("status") == "ok")
-    if index.height == 0 or not (ddir / index["h5_path"][0]).exists():
+    index = pl.read_parquet(index_path)
+    if "shard" not in index.columns:
         return None
-    with h5py.File(ddir / index["h5_path"][0], "r") as f:
-        a = f[index["h5_group"][0]].attrs
-        return {k: _attr(a.get(k)) for k in ("rate_hz", "short_side", "backend", "config_hash")}
+    shards = index.filter(pl.col("video_id") == video_id)["shard"].drop_nulls().unique().to_list()
+    for shard in shards:
+        path = ddir / "frames" / f"{shard}.h5"
+        if path.exists():
+            with h5py.File(path, "r") as f:
+                if video_id in f:
+                    a = f[video_id].attrs
+                    return {k: _attr(a.get(k)) for k in ("rate_hz", "short_side", "backend", "config_hash")}
+    return None
 
 
 def check_features(card: dict, found: dict[str, dict], where: str) -> None:
@@ -389,3 +395,33 @@ def load_model(run_dir: str | Path) -> tuple[dict, HeadModel]:
     """The card and the :class:`HeadModel` of a run folder."""
     card = read_card(run_dir)
     return card, HeadModel.from_card(Path(card["_folder"]), card)
+
+
+def run_key(run_dir: str | Path) -> tuple[str, str, str]:
+    """``(task, head, featureset)`` of a run folder: from its model card when it has one (a run
+    trained before), else from its path ``.../train/{task}/{head}/{featureset}`` (a run the
+    workflow is about to train)."""
+    from evoke.tasks import TASKS
+
+    run_dir = Path(run_dir)
+    if (run_dir / MODEL_DIR / "model.json").is_file() or (run_dir / "model.json").is_file():
+        card = read_card(run_dir)
+        return card["task"], card["head"], card.get("feature_set") or "+".join(sorted(card["extractors"]))
+    parts = run_dir.parts[-3:]
+    if len(parts) == 3 and parts[0] in TASKS and parts[1] in (*TASKS[parts[0]].heads, "full_multitask"):
+        return parts[0], parts[1], parts[2]
+    raise PredictError(f"predict.models: {run_dir} has no {MODEL_DIR}/model.json and is not a run folder "
+                       "results/{dataset}/train/{task}/{head}/{featureset}")
+
+
+def predict_models(run_dirs: list[str]) -> dict[tuple[str, str, str], str]:
+    """``{(task, head, featureset): run_dir}`` of the workflow's ``predict.models``; two models with
+    the same key would write the same table, so they are refused."""
+    out: dict[tuple[str, str, str], str] = {}
+    for d in run_dirs:
+        key = run_key(d)
+        if key in out:
+            raise PredictError(f"predict.models: {out[key]} and {d} are both {'/'.join(key)}: their predictions "
+                               "would go to the same file; keep one")
+        out[key] = str(d).rstrip("/")
+    return out
