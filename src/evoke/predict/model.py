@@ -322,12 +322,16 @@ def frames_identity(dataset_dir: str | Path, video_id: str) -> dict | None:
 
 def check_features(card: dict, found: dict[str, dict], where: str) -> None:
     """Stop with one message when features in ``where`` were made with other settings or weights
-    than the model's (``found``: :func:`feature_identity`)."""
+    than the model's (``found``: :func:`feature_identity`): another extractor config hash,
+    weights identity or frames config hash (frames sampled otherwise)."""
     for e, want in card["extractors"].items():
         have = found.get(e)
         if have is None:
             raise PredictError(f"{where}: no features of extractor {e}, which the model reads")
-        for key, what in (("config_hash", "config hash"), ("weights", "weights")):
+        for key, what in (("config_hash", "config hash"), ("weights", "weights"),
+                          ("frames_config_hash", "frames config hash")):
+            if key == "frames_config_hash" and (want.get(key) is None or have.get(key) is None):
+                continue  # features of a store that records no frames (synthetic sets)
             if want.get(key) != have.get(key):
                 raise PredictError(
                     f"extractor {e}: the model was trained on features with {what} {want.get(key)} but "

@@ -183,14 +183,18 @@ def stage_settings(card: dict) -> tuple[dict, dict]:
     return defaults["ingest"], frames
 
 
-def check_extractor(card: dict, name: str, settings: dict) -> None:
-    """Refuse when this evoke would extract ``name`` with another config hash or weights."""
+def check_extractors(card: dict, settings: dict[str, dict], frames: dict) -> None:
+    """Refuse, before any video, when this evoke would extract the model's features with another
+    config hash or weights than the card's (``settings``: per extractor its features-stage block)."""
     from evoke.features import create_extractor
+    from evoke.frames import settings_fingerprint
 
-    ext = create_extractor(name, settings["config"], weights_paths=settings["weights"])
-    check_features(card, {**{e: card["extractors"][e] for e in card["extractors"] if e != name},
-                          name: {"config_hash": ext.config_hash(), "weights": ext.weights_identity()}},
-                   "this evoke's extractor")
+    found = {}
+    for name, block in settings.items():
+        ext = create_extractor(name, block["config"], weights_paths=block["weights"])
+        found[name] = {"config_hash": ext.config_hash(), "weights": ext.weights_identity(),
+                       "frames_config_hash": settings_fingerprint(frames)}
+    check_features(card, found, "this evoke (the model's extractor settings)")
 
 
 def predict_videos(run_dir: str | Path, sources: list[str], out: str | Path | None = None,
@@ -210,8 +214,7 @@ def predict_videos(run_dir: str | Path, sources: list[str], out: str | Path | No
     ingest, frames = stage_settings(card)
     settings = {e: {"config": card["extractors"][e].get("config") or {}, "device": device,
                     "weights": dict(weights or {})} for e in model.extractors}
-    for e in model.extractors:
-        check_extractor(card, e, settings[e])
+    check_extractors(card, settings, frames)
     manifest = work_manifest([str(s) for s in sources])
     with contextlib.ExitStack() as stack:
         wdir = Path(work) if work is not None else \
