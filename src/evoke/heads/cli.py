@@ -1,11 +1,12 @@
-"""CLI: ``evoke train ...`` (one task x head x feature set) and ``evoke report ...``."""
+"""CLI: ``evoke train ...`` (one task x head x feature set; writes the run and its saved
+``model/``) and ``evoke report ...``."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from evoke.cli import add_settings_argument
+from evoke.cli import _settings, add_settings_argument
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ def cmd_train(args) -> int:
         settings["seed"] = args.seed
     labels = dict(kv.split("=", 1) for kv in args.labels or [])
     dataset_dir = args.dataset_dir or Path("results") / args.dataset
-    record = run_task(args.task, args.head, _extractors(args.features), dataset_dir, args.out, settings, labels)
+    record = run_task(args.task, args.head, _extractors(args.features), dataset_dir, args.out, settings, labels,
+                      ingest_settings=args.ingest_settings)
     test = record["metrics"].get("test", {})
     log.info("%s/%s/%s: test %s", record["task"], record["head"], record["feature_set"],
              {k: v for k, v in test.items() if not isinstance(v, dict)})
@@ -48,7 +50,8 @@ TASK_NAMES = ("danmaku_ldl", "eev", "liris_accede", "v2v", "v2v_from_emotions", 
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train one head of one task on one feature set",
-                       description="Writes predictions.parquet, metrics.json and (full heads) checkpoint/ to --out.")
+                       description="Writes predictions.parquet, metrics.json, model/ (the saved head and its "
+                                   "card, for evoke predict) and (full heads) checkpoint/ to --out.")
     p.add_argument("--task", required=True, choices=TASK_NAMES)
     p.add_argument("--head", required=True, choices=["lightgbm", "linear", "full", "full_multitask"])
     p.add_argument("--features", default="", help="extractor names, comma- or +-separated (e.g. colour,motion)")
@@ -60,6 +63,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, default=1)
     add_settings_argument(p, "train (seed, val_fraction, feature_memory_mb, full, lightgbm, linear)")
+    p.add_argument("--ingest-settings", type=_settings, default=None,
+                   help="JSON object of the dataset's ingest settings, recorded in model/model.json so that "
+                        "evoke predict ingests new videos the same way")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="collect every trained head's metrics into metrics.json, report.html/.md")
