@@ -6,7 +6,8 @@ config schema: the papers' settings), then ``train.full``, then
 ``train.full.tasks.{task}`` (:meth:`FullConfig.for_task`).
 
 Losses (``loss``), on the network's outputs ``z``: probabilities in (0, 1)
-with ``moe="youtube8m"``, raw scores with ``moe="hidden_layer"``:
+with ``moe="youtube8m"``, raw scores with ``moe="hidden_layer"`` (the quoted
+phrases are issue 15's summary of the papers):
 
 * ``"bce_sum"`` (EEV: "the sum of the per-class cross-entropies"): per sample
   ``sum_k BCE(p_k, y_k)`` over its labelled classes, mean over the batch;

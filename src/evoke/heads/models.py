@@ -8,9 +8,13 @@ Input: a dict ``{modality: (B, L, D_m)}`` of feature sequences of ``L`` steps
 plus the average viewer on a shared trunk).
 
 What follows the papers (EEV: Sun et al. 2021, "EEV: A Large-Scale Dataset for
-Studying Evoked Expressions from Video", the multimodal baseline it takes from
-YouTube-8M's winning entry, Miech, Laptev & Sivic 2017, "Learnable pooling
-with Context Gating for video classification"):
+Studying Evoked Expressions from Video", which establishes its baseline "using
+an existing multimodal recurrent model" (its abstract), built from YouTube-8M's
+``MoeModel`` and Miech, Laptev & Sivic 2017, "Learnable pooling with Context
+Gating for video classification"). The EEV and danmaku figures below are as
+issue 15 quotes the papers (their full text was not at hand here); the
+YouTube-8M and Miech et al. parts are checked against their released code
+(``google/youtube-8m`` ``video_level_models.py``, ``antoine77340/Youtube-8M-WILLOW``):
 
 * one GRU per modality with its own hidden size (EEV: image 512, audio 128,
   face 256, fused 896), ``gru_layers`` layers with dropout between the layers
