@@ -34,7 +34,7 @@ same child:
   options (one 128-unit GRU per modality, gating with a bias, the hidden-layer
   mixture of 4 experts of 256, ``l1_softmax``). Reference: the model alone
   (forward, backward, step) on four training batches cut beforehand and held
-  in memory, timed over up to 40 batches and scaled to the epoch's batch
+  in memory, timed over up to 40 batches (``--probe-batches``) and scaled to the epoch's batch
   count, so the ratio is the cost of reading, cutting and padding the
   sequences and of the validation pass.
 
@@ -157,7 +157,7 @@ def child_linear(ddir: Path, extractors: list[str]) -> dict:
             "peak_rss_mib": _rss_mib()}
 
 
-def child_full(ddir: Path, extractors: list[str], variant: str = "paper") -> dict:
+def child_full(ddir: Path, extractors: list[str], variant: str = "paper", probe_batches: int = 40) -> dict:
     import numpy as np
     import torch
 
@@ -177,7 +177,7 @@ def child_full(ddir: Path, extractors: list[str], variant: str = "paper") -> dic
     epoch_s = history[0]["epoch_s"]
     # reference: the model alone on training batches already cut and held in memory
     n_batches = -(-len(tr) // cfg.train.batch_size)
-    probe = min(n_batches, 40)
+    probe = min(n_batches, probe_batches)
     bs = cfg.train.batch_size
     batches = []
     for b in range(min(4, n_batches)):
@@ -247,6 +247,8 @@ def main() -> int:
     ap.add_argument("--seconds", default="5,30")
     ap.add_argument("--lgbm-rounds", type=int, default=3, help="rounds timed on the synthetic set (demo: 200)")
     ap.add_argument("--only", choices=["demo", "synthetic"])
+    ap.add_argument("--probe-batches", type=int, default=40,
+                    help="training batches the full heads' model-alone reference times (scaled to the epoch)")
     ap.add_argument("--skip", action="append", default=[], choices=sorted(CHILDREN))
     ap.add_argument("--linear-synthetic", action="store_true",
                     help="also fit the linear head on the synthetic set (L-BFGS: hours at 50,000 x 4,224)")
@@ -276,7 +278,7 @@ def main() -> int:
                 continue
             kw = {"rounds": rounds} if kind == "lightgbm" else {}
             if kind.startswith("full_"):
-                kw = {"variant": kind.split("_", 1)[1]}
+                kw = {"variant": kind.split("_", 1)[1], "probe_batches": args.probe_batches}
             r[kind] = run_child(kind, d, extractors, **kw)
         results[name] = r
     results["load_average_end"] = os.getloadavg()[0]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -121,11 +121,6 @@ class FullConfig:
                                   f"(use one of {', '.join(LOSS_FAMILIES[family])})")
         return cfg
 
-    def flat(self) -> dict:
-        """The settings as one flat dict (the form :meth:`from_dict` reads)."""
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "train"}
-        return {**d, **asdict(self.train)}
-
 
 @functools.lru_cache(maxsize=1)
 def task_defaults() -> dict[str, dict]:
@@ -173,7 +168,8 @@ def build_head(dims: dict[str, int], n_outputs: int, n_branches: int, cfg: FullC
                     gating_batch_norm=cfg.gating_batch_norm, n_branches=n_branches)
 
 
-def _resolve(loss: str, cfg: FullConfig) -> str:
+def resolve_loss(loss: str, cfg: FullConfig) -> str:
+    """The loss a run trains with: ``cfg.loss`` when set, else the task's ``loss``."""
     name = LOSS_ALIASES.get(cfg.loss or loss, cfg.loss or loss)
     if name not in LOSSES:
         raise FullConfigError(f"unknown loss {name!r} (known: {', '.join(LOSSES)})")
@@ -185,7 +181,7 @@ def _normalise(p: torch.Tensor) -> torch.Tensor:
     return p / p.sum(-1, keepdim=True)
 
 
-def link(loss: str, z: np.ndarray, output_kind: str = "score") -> np.ndarray:
+def link(loss: str, z: np.ndarray, output_kind: str) -> np.ndarray:
     """Network outputs -> predictions: distributions, probabilities or scores.
     ``output_kind``: :attr:`FullHead.output_kind` (``"probability"`` or ``"score"``)."""
     loss = LOSS_ALIASES.get(loss, loss)
@@ -312,7 +308,7 @@ def fit_full(feats: FeatureSet, train: dict, val: dict, predict: list[dict], los
     """Train on ``train`` (dict of ``video_id``, ``time_s`` (or None), ``y``, ``mask``), early-stop
     on ``val``; return the linked predictions for each dict in ``predict``, the history and the model.
     ``cfg.loss``, when set, replaces ``loss`` (the task's)."""
-    loss = _resolve(loss, cfg)
+    loss = resolve_loss(loss, cfg)
     mk = lambda d: _Units(feats, d["video_id"], d.get("time_s"), d.get("y"), d.get("mask"), cfg.seq_len)  # noqa: E731
     tr, va = mk(train), mk(val)
     model = _model(feats, n_outputs, n_branches, cfg, train["video_id"])
@@ -325,8 +321,15 @@ def fit_full(feats: FeatureSet, train: dict, val: dict, predict: list[dict], los
     key = _run_key(model, cfg, loss, train, val)
     history = train_model(model, loss_fn, tr, va, _collate, cfg.train, ckpt_dir,
                           stop_after_epoch=stop_after_epoch, run_key=key)
-    preds = [link(loss, predict_raw(model, mk(d)), kind) for d in predict]
+    preds = [predict_units(model, feats, d, loss, cfg.seq_len) for d in predict]
     return preds, history, model
+
+
+def predict_units(model: FullHead, feats: FeatureSet, units: dict, loss: str, seq_len: int) -> np.ndarray:
+    """Linked predictions (N, K) of ``model`` for ``units`` (``video_id``, ``time_s`` or None), as
+    :func:`fit_full` returns them; ``loss``: :func:`resolve_loss`'s name for the run."""
+    u = _Units(feats, units["video_id"], units.get("time_s"), None, None, seq_len)
+    return link(loss, predict_raw(model, u), model.output_kind)
 
 
 def _run_key(model, cfg: FullConfig, loss: str, train: dict, val: dict) -> str:
@@ -347,7 +350,7 @@ def fit_full_pairwise(feats: FeatureSet, video_ids, pairs_train: np.ndarray, pai
                       cfg: FullConfig, ckpt_dir: Path,
                       stop_after_epoch: int | None = None) -> tuple[np.ndarray, list[dict], FullHead]:
     """V2V: per-video scores (N,) for ``video_ids`` from (less, more) index pairs."""
-    loss = _resolve("pairwise_bce", cfg)
+    loss = resolve_loss("pairwise_bce", cfg)
     if loss != "pairwise_bce":
         raise FullConfigError(f"v2v trains on pairs: loss {loss!r} does not apply (use pairwise_bce)")
     units = _Units(feats, list(video_ids), None, None, None, cfg.seq_len)
@@ -402,7 +405,7 @@ def describe_full(task: str, head: str, dims: dict[str, int], settings: dict | N
     cfg = FullConfig.for_task(task, settings)
     from evoke.tasks import get_task
 
-    loss = _resolve(get_task(task).full_loss or "pairwise_bce", cfg)
+    loss = resolve_loss(get_task(task).full_loss or "pairwise_bce", cfg)
     branches = (n_branches or 2) if head == "full_multitask" else 1
     model = build_head(dims, n_outputs, branches, cfg)
     widths = model.init_args["gru_hidden"]
