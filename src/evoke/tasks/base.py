@@ -192,7 +192,7 @@ class Task:
         self.val_fraction = float(self.settings.get("val_fraction", 0.2))
         full = dict(self.settings.get("full", {}))
         full.setdefault("seed", self.seed)
-        self.full_cfg = FullConfig.from_dict(full)
+        self.full_cfg = FullConfig.for_task(self.name, full)
         self.seq_len = self.full_cfg.seq_len
         self.lgbm_params = dict(self.settings.get("lightgbm", {}))
         self.linear_params = dict(self.settings.get("linear", {}))
