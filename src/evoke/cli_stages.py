@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from evoke.cli import _settings as _json_object
 from evoke.cli import add_settings_argument
 from evoke.config import load_config, validate_config
 from evoke.manifest import assign_shards, read_manifest, shard_rows
@@ -19,9 +20,7 @@ log = logging.getLogger(__name__)
 def _section(args, name: str) -> dict:
     """The stage's settings: --settings JSON (validated) or the config file's section."""
     if args.settings is not None:
-        # ingest's download-only settings come apart from the rest (they are not params)
-        given = {**(getattr(args, "download_settings", None) or {}), **args.settings}
-        full = validate_config({"manifest": "-", name: given}, source="--settings")
+        full = validate_config({"manifest": "-", name: args.settings}, source="--settings")
         return full[name]
     return load_config(args.config)[name]
 
@@ -54,6 +53,8 @@ def cmd_ingest_shard(args) -> int:
 
     c = _common(args)
     rows = shard_rows(read_manifest(Path(c["manifest"])), c["shard_size"], args.shard)
+    if args.download_settings is not None and args.settings is not None:
+        args.settings = {**args.download_settings, **args.settings}
     status = ingest_shard(rows, dataset_dir(c["dataset"]), _section(args, "ingest"), args.shard)
     write_parquet(status, args.out)
     failed = status.filter(pl.col("status") == "failed").height
@@ -115,8 +116,6 @@ def add_merge_parser(stage_sub, stage: str, text: str) -> None:
 
 
 def register(sub) -> None:
-    from evoke import cli
-
     p = sub.add_parser("manifest", help="check a manifest").add_subparsers(dest="sub", required=True)
     c = p.add_parser("check", help="validate a manifest and show its shards")
     c.add_argument("manifest", type=Path)
@@ -129,7 +128,7 @@ def register(sub) -> None:
     s.add_argument("--out", type=Path, required=True, help="shard probe table (.parquet)")
     _add_dataset_args(s)
     add_settings_argument(s, "ingest")
-    s.add_argument("--download-settings", type=cli._settings, default=None,
+    s.add_argument("--download-settings", type=_json_object, default=None,
                    help="JSON object of download-only ingest settings (retries, rate_limit, cookies, ...), "
                    "merged under --settings; the workflow passes them apart so they rerun nothing")
     s.set_defaults(func=cmd_ingest_shard)
