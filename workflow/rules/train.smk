@@ -52,7 +52,8 @@ def train_inputs(wildcards):
 
 
 def train_settings(wildcards):
-    keys = ("seed", "val_fraction", "feature_memory_mb", "full", "lightgbm", "linear")
+    keys = ("seed", "val_fraction", "feature_memory_mb", "full", "lightgbm", "linear",
+            "top3_ties", "kl", "viewer_valence")
     block = {k: TRAIN[k] for k in keys if k in TRAIN}
     return shlex.quote(json.dumps(block, sort_keys=True))
 

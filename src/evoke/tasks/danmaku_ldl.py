@@ -20,7 +20,7 @@ import polars as pl
 
 from evoke.danmaku import EMOTIONS
 from evoke.tasks.base import Task, TaskData, TaskError, Units, register_task, split_units, with_split
-from evoke.tasks.vce import distribution_metrics
+from evoke.tasks.vce import distribution_metrics, metric_rules
 
 
 def seconds_from_windows(df: pl.DataFrame) -> pl.DataFrame:
@@ -60,7 +60,7 @@ class DanmakuLdlTask(Task):
     def evaluate(self, pred, units, data):
         if len(units) == 0:
             return {"n": 0}
-        return {"n": len(units), **distribution_metrics(pred, units.y)}
+        return {"n": len(units), **distribution_metrics(pred, units.y, kl=metric_rules(self.settings)[1])}
 
     def baselines(self, data, split="test"):
         tr, te = data.splits["train"], data.splits[split]
