@@ -43,6 +43,7 @@ rule labels_vce:
         flags=cli_flags(
             emotions=LABELS.get("vce", "emotions"),
             audio=LABELS.get("vce", "audio", "keep"),
+            max_audio_share=LABELS.get("vce", "max_audio_share"),
             empty_response=LABELS.get("vce", "empty_response", "drop"),
             all_zero=LABELS.get("vce", "all_zero", "drop"),
             min_annotators=LABELS.get("vce", "min_annotators", 1),

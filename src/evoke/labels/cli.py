@@ -78,7 +78,8 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def cmd_vce(args) -> int:
-    changes = {"audio": args.audio, "empty_response": args.empty_response, "all_zero": args.all_zero,
+    changes = {"audio": args.audio, "max_audio_share": args.max_audio_share,
+               "empty_response": args.empty_response, "all_zero": args.all_zero,
                "min_annotators": args.min_annotators, "min_annotator_agreement": args.min_annotator_agreement,
                "min_annotator_videos": args.min_annotator_videos}
     if args.emotions:
@@ -181,7 +182,11 @@ def register(sub) -> None:
     p.add_argument("--responses", type=Path, required=True, help="long or wide responses (CSV/TSV/Parquet)")
     p.add_argument("--emotions", help="taxonomy: comma-separated or a file with one a line (default: the 27 VCE)")
     p.add_argument("--positive", help="positive emotions for emodiversity_positive (default: VCE's positive ones)")
-    p.add_argument("--audio", choices=["keep", "drop"], help="responses relying on audio (default keep)")
+    p.add_argument("--audio", choices=["keep", "drop"],
+                   help="non-empty responses flagged as relying on audio: average them in or not (default keep); "
+                        "empty flagged responses are counted, never averaged")
+    p.add_argument("--max-audio-share", type=float,
+                   help="drop videos whose share of audio-flagged responses is above this (default: off)")
     p.add_argument("--empty-response", choices=["drop", "zero"], help="empty responses (default drop)")
     p.add_argument("--all-zero", choices=["drop", "keep"], help="videos whose vector is all zero (default drop)")
     p.add_argument("--min-annotators", type=int, help="videos with fewer responses are dropped (default 1)")
