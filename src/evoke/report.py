@@ -37,7 +37,7 @@ MAIN_METRICS = {
     "vce": ["top3_accuracy", "kl", "cosine", "intersection", "chebyshev", "clark", "canberra"],
     "danmaku_ldl": ["kl", "cosine", "intersection", "chebyshev", "clark", "canberra"],
     "eev": ["map", "gap", "mean_pearson"],
-    "viewer_valence": ["mean_viewer_accuracy", "average_viewer_accuracy"],
+    "viewer_valence": ["mean_accuracy", "mean_viewer_accuracy", "average_viewer_accuracy"],
     "v2v": ["pairwise_accuracy", "listwise_accuracy", "n_pairs", "n_lists"],
     "v2v_from_emotions": ["pairwise_accuracy", "listwise_accuracy", "n_pairs", "n_lists"],
 }
