@@ -3,7 +3,8 @@
 #   labels/vce.parquet                       per-video VCE intensities, distribution, top-3, emodiversity
 #   labels/v2v_pairs.parquet                 pairs agreed on by 8 of 9 votes, less pleasant first
 #   labels/v2v_lists.parquet                 lists of 3 and 4 videos ordered by pleasantness
-#   labels/v2v_sample.parquet                pairs proposed for the next annotation round
+#   labels/v2v_sample.parquet                pairs proposed for the next annotation round (from
+#                                            labels.v2v_sample.predictions when set)
 #   labels/eev.parquet                       EEV expressions at 1 Hz
 #   labels/viewer_valence.parquet            per-viewer and average-viewer values per second
 #   labels/viewer_valence_segments.parquet   the same per subtitle cue (or fixed-length segment)
@@ -27,6 +28,9 @@ EEV_CSV = LABELS.file("eev", "csv", "eev.csv")
 VIEWER_RATINGS = LABELS.files("viewers", "ratings", ["viewer_valence.csv"])
 VIEWER_SUBTITLES = LABELS.files("viewers", "subtitles", [])
 DANMAKU_CORPUS = LABELS.file("danmaku", "corpus", "danmaku_corpus.csv")
+# model predictions for V2V pair sampling, relative to results/{dataset}: a train run's
+# predictions.parquet (that run then predicts every split, see train.smk's train_settings)
+SAMPLE_PREDICTIONS = LABELS.get("v2v_sample", "predictions")
 
 
 rule labels_vce:
@@ -99,6 +103,7 @@ rule labels_v2v_sample:
     input:
         labels=rules.labels_vce.output[0],
         exclude=rules.labels_v2v_votes.output[0] if V2V_VOTES else [],
+        predictions=f"{D}/{SAMPLE_PREDICTIONS}" if SAMPLE_PREDICTIONS else [],
         videos=config["manifest"],
     output:
         f"{D}/labels/v2v_sample.parquet",
@@ -112,13 +117,16 @@ rule labels_v2v_sample:
             proportions=LABELS.get(
                 "v2v", "sample_proportions", {"informative": 0.6, "random": 0.2, "similar": 0.2}
             ),
-            balance_by=LABELS.get("v2v", "balance_by", "split"),
+            balance_by=LABELS.get("v2v", "balance_by", "source") or "none",
             seed=LABELS.get("v2v", "seed", 0),
         ),
         exclude=lambda w, input: f"--exclude {shlex.quote(input.exclude)}" if input.exclude else "",
+        predictions=lambda w, input: (
+            f"--predictions {shlex.quote(input.predictions)}" if input.predictions else ""
+        ),
     shell:
         "{EVOKE} labels v2v-sample --labels {input.labels:q} --videos {input.videos:q}"
-        " {params.exclude} {params.flags} --out {output:q} > {log:q} 2>&1"
+        " {params.exclude} {params.predictions} {params.flags} --out {output:q} > {log:q} 2>&1"
 
 
 rule labels_eev:

@@ -121,7 +121,8 @@ def cmd_v2v_sample(args) -> int:
     if args.balance_by is not None:
         import dataclasses
         cfg = dataclasses.replace(cfg, balance_by=None if args.balance_by in ("", "none") else args.balance_by)
-    result = cls(cfg).run(_videos(args), labels=args.labels, predictions=args.predictions, exclude=args.exclude)
+    result = cls(cfg).run(_videos(args), labels=args.labels, predictions=args.predictions, exclude=args.exclude,
+                          video_table=args.videos)
     log.info("v2v sample: %s", result.info)
     return finish(result, args.out, args, "v2v_sample", args.labels)
 
@@ -216,11 +217,16 @@ def register(sub) -> None:
 
     p = ls.add_parser("v2v-sample", help="propose new pairs for annotation")
     p.add_argument("--labels", type=Path, required=True, help="a table with video_id and p_* (e.g. vce.parquet)")
-    p.add_argument("--predictions", type=Path, help="model predictions: video_id + score, or p_* columns")
+    p.add_argument("--predictions", type=Path,
+                   help="model predictions: a train run's predictions.parquet (pred_* columns), or video_id + "
+                        "score / p_* columns; without them 'informative' pairs are only far apart in labels")
     p.add_argument("--n", type=int, required=True, help="pairs to propose")
     p.add_argument("--proportions", type=_proportions,
-                   help="kind=share list (default informative=0.6,random=0.2,similar=0.2)")
-    p.add_argument("--balance-by", help="column to balance across; pairs stay within a group (default split; none)")
+                   help="kind=share list of informative, similar, similar_prediction, random "
+                        "(default informative=0.6,random=0.2,similar=0.2)")
+    p.add_argument("--balance-by",
+                   help="column of the labels or --videos table to balance across; pairs stay within a group "
+                        "(default source: the site of each source URL; none = one group)")
     p.add_argument("--exclude", type=Path, nargs="*", default=(), help="pairs tables never to propose again")
     p.add_argument("--candidate-factor", type=int, help="random candidates per wanted pair in large groups (20)")
     p.add_argument("--seed", type=int)
