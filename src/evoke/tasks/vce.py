@@ -111,5 +111,5 @@ class VceTask(Task):
         mean = np.repeat(tr.y.mean(0, keepdims=True), len(te), 0)
         return {"majority_emotion": self.evaluate(onehot, te, data),
                 "mean_distribution": self.evaluate(mean, te, data),
-                "random": {"top3_accuracy": random_top_k_baseline(
+                "random": {"n": len(te), "top3_accuracy": random_top_k_baseline(
                     c, 3, target=te.y, ties=metric_rules(self.settings)[0], label_top=self._label_top(te, data))}}
