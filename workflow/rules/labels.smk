@@ -217,7 +217,8 @@ rule danmaku_train:
             label_map=LABELS.get("danmaku", "label_map"),
             pretrained=LABELS.get("danmaku", "pretrained"),
             epochs=LABELS.get("danmaku", "epochs"),
-            eval_fraction=LABELS.get("danmaku", "eval_fraction", 0.2),
+            split=LABELS.get("danmaku", "split", [0.8, 0.1, 0.1]),
+            emotions=LABELS.get("danmaku", "emotions"),
             seed=LABELS.get("danmaku", "seed", 0),
         ),
     shell:
