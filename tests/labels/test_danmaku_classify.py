@@ -195,6 +195,21 @@ def test_bert_head_trains_saves_and_predicts(tiny_bert, tmp_path):
     assert again.meta["pretrained"] == str(tiny_bert)
 
 
+def test_bert_head_keeps_the_epoch_best_on_validation(tiny_bert):
+    data = read_corpus(CORPUS)
+    model = train_model(data, "bert", seed=0, pretrained=str(tiny_bert), epochs=3, batch_size=16, lr=1e-3,
+                        max_length=32, device="cpu")
+    meta = model.meta
+    assert len(meta["val_macro_auc"]) == 3
+    assert meta["best_epoch"] == int(np.argmax(meta["val_macro_auc"])) + 1
+    # the kept model is the chosen epoch's: its validation macro AUC is the recorded best
+    texts, y = data["text"].to_list(), targets(data)
+    _, va, _ = split_train_val_test(len(texts), y, 0)
+    val = evaluate(y[va], model.predict_proba([texts[i] for i in va]))
+    assert val["macro_auc"] == pytest.approx(max(meta["val_macro_auc"]), abs=1e-4)
+    assert set(meta["metrics"]["per_emotion"]) == set(EMOTIONS) and meta["n_split"]["test"] == 21
+
+
 def test_bert_without_weights_says_how_to_get_them(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DanmakuError, match="huggingface-cli download"):
