@@ -107,3 +107,54 @@ def test_bad_protocol_settings(syn_dir, tmp_path):
     with pytest.raises(TaskError, match="folds column 'film'"):
         run_task("viewer_valence", "linear", FEATURES, syn_dir, tmp_path,
                  FAST | {"viewer_valence": {"folds": "film"}})
+
+
+@pytest.mark.slow  # about 2 min on 2 shared cores: 7 half-hour films at 25 Hz
+def test_cognimuse_leave_one_film_out_baselines_on_the_real_annotations(tmp_path):
+    """Dev data (skipped without ../shared/data): the 7 COGNIMUSE films' intended valence per
+    subtitle cue, 7 leave-one-film-out folds. always-Positive per fold is the film's share of
+    segments whose mean valence is >= 0, re-computed here from the raw .dat and .srt files."""
+    import os
+    import re
+    from pathlib import Path
+
+    from evoke.labels.viewers import ContinuousBuilder, ContinuousConfig
+    from evoke.tasks.viewer_valence import ViewerValenceTask
+
+    shared = Path(os.environ.get("EVOKE_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+    films = ["BMI", "CHI", "CRA", "DEP", "FNE", "GLA", "LOR"]
+    dats = [shared / "continuous" / f"{f}_intended_1.dat" for f in films]
+    if not all(p.is_file() for p in dats):
+        pytest.skip(f"{shared}/continuous not available (dev data beside the project)")
+    srts = [shared / "continuous" / f"{f}_subtitle.srt" for f in films]
+    res = ContinuousBuilder(ContinuousConfig(dat_columns=("valence", "arousal"))).run(ratings=dats, subtitles=srts)
+    seg = res.extra["segments"]
+    (tmp_path / "labels").mkdir()
+    seg.write_parquet(tmp_path / "labels" / "viewer_valence_segments.parquet")
+    task = ViewerValenceTask({"viewer_valence": {"folds": "video_id"}})
+    data = task.load(tmp_path, task.label_paths(tmp_path))
+    assert data.extra["groups"] == films
+    base = task.baselines(data)
+
+    def cues(path):
+        t = r"(\d+):(\d+):(\d+)[,.](\d+)"
+        out = []
+        for m in re.finditer(t + r"\s*-->\s*" + t, path.read_text(encoding="utf-8", errors="replace")):
+            g = [int(x) for x in m.groups()]
+            out.append((g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000, g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000))
+        return out
+
+    shares = []
+    for dat, srt in zip(dats, srts):
+        a = np.loadtxt(dat)
+        pos = []
+        for start, end in cues(srt):
+            v = a[(a[:, 0] >= start) & (a[:, 0] < end), 1]
+            if v.size:
+                pos.append(v.mean() >= 0)
+        shares.append(np.mean(pos))
+    got = base["always_positive"]["accuracy"]["average"]
+    assert got == pytest.approx(np.mean(shares), abs=1e-9)
+    assert base["always_negative"]["accuracy"]["average"] == pytest.approx(1 - np.mean(shares), abs=1e-9)
+    assert base["always_positive"]["mean_accuracy"] == pytest.approx(
+        np.mean(list(base["always_positive"]["accuracy"].values())))
