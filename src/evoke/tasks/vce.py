@@ -14,9 +14,9 @@ Settings (``train`` block): ``top3_ties`` (``paper``, the default: exactly the
 3 largest label entries, ties in taxonomy order; ``inclusive``: every entry
 tied at the third value) and ``kl`` (``pyldl``, the default: both
 distributions clipped to [float64 eps, 1] as PyLDL does; ``floor``: only the
-prediction floored, zero label terms exactly 0). A label table with a
-``topK`` column (a list of emotion names, as an imported VCE release gives
-it) is scored against that list as given, whatever ``top3_ties`` says.
+prediction floored, zero label terms exactly 0). An imported release's topK
+(:func:`released_top`) is scored as given, whatever ``top3_ties`` says; the
+metrics name the rule used (``top3_rule``).
 """
 
 from __future__ import annotations
@@ -49,6 +49,22 @@ def metric_rules(settings: dict) -> tuple[str, str]:
     return ties, kl
 
 
+def released_top(df: pl.DataFrame) -> list[list[str]] | None:
+    """Each row's top emotions as a released dataset lists them, or None for evoke's own labels.
+
+    A ``topK`` column (list of names), or the ``top1``-``top3`` columns of a
+    table whose ``n_annotators`` is null throughout: what ``evoke import vce``
+    writes (the release has no responses, so no counts; its topK goes to
+    ``top1``-``top3``). evoke's builder always counts annotators, and its
+    ``top1``-``top3`` follow the paper's rule anyway."""
+    if "topK" in df.columns:
+        return [[e for e in (t or []) if e] for t in df["topK"].to_list()]
+    tops = [c for c in ("top1", "top2", "top3") if c in df.columns]
+    if tops and "n_annotators" in df.columns and df["n_annotators"].null_count() == df.height:
+        return [[e for e in row if e] for row in df.select(tops).iter_rows()]
+    return None
+
+
 @register_task
 class VceTask(Task):
     name = "vce"
@@ -69,15 +85,17 @@ class VceTask(Task):
         units = Units(df["video_id"].to_list(), None, y)
         splits, from_train = split_units(units, df["split"].to_list(), self.val_fraction, self.seed)
         extra = {"label_table": df}
-        if "topK" in df.columns:
+        released = released_top(df)
+        if released is not None:
             names = [c[2:] for c in cols]
             pos = {e: j for j, e in enumerate(names)}
             given = {}
-            for vid, top in df.select("video_id", "topK").iter_rows():
-                unknown = [e for e in (top or []) if e not in pos]
+            for vid, top in zip(df["video_id"].to_list(), released):
+                unknown = [e for e in top if e not in pos]
                 if unknown:
-                    raise TaskError(f"{paths['vce']}: video {vid}: topK names unknown emotion(s) {unknown}")
-                given[vid] = [pos[e] for e in (top or [])][:3]
+                    raise TaskError(f"{paths['vce']}: video {vid}: the released topK names unknown emotion(s) "
+                                    f"{unknown}")
+                given[vid] = [pos[e] for e in top][:3]
             extra["label_top"] = given
         return TaskData(splits, [c[2:] for c in cols], extra, from_train)
 
@@ -95,8 +113,9 @@ class VceTask(Task):
         if len(units) == 0:
             return {"n": 0}
         ties, kl = metric_rules(self.settings)
-        out = {"n": len(units), "top3_accuracy": top_k_accuracy(pred, units.y, k=3, ties=ties,
-                                                                 label_top=self._label_top(units, data))}
+        given = self._label_top(units, data)
+        out = {"n": len(units), "top3_accuracy": top_k_accuracy(pred, units.y, k=3, ties=ties, label_top=given),
+               "top3_rule": "released topK" if given is not None else ties}
         out.update(distribution_metrics(pred, units.y, kl=kl))
         return out
 

@@ -17,8 +17,11 @@ then each viewer.
 
 Features of a unit: a segment pools each extractor over the seconds in
 [start_s, end_s) (mean, max, std over the valid steps; the step at start_s
-when the segment is shorter than a step); a second pools the ``seq_len``
-seconds ending at it, plus the step at t. Full heads read the ``seq_len``
+when the segment is shorter than a step) plus the step at its last second; a
+second pools the ``seq_len`` seconds ending at it, plus the step at t (the
+same layout: a saved model, ``model/``, applied by ``evoke predict`` to new
+videos reads the per-second windows). With folds the saved model is one
+more fit on every group. Full heads read the ``seq_len``
 seconds ending at the unit's last second (for a segment: the segment and
 what precedes it, padded by repeating the first frame).
 
@@ -58,7 +61,8 @@ import numpy as np
 import polars as pl
 
 from evoke.heads.full import fit_full
-from evoke.heads.light import LIGHT_HEADS, fit_binary_columns
+from evoke.heads.light import LIGHT_HEADS, fit_binary_columns_model
+from evoke.predict.model import ConstantPart, LightPart
 from evoke.tasks.base import (
     SPLITS,
     Task,
@@ -87,12 +91,14 @@ class ViewerUnits(Units):
 
 
 def segment_pooled_matrix(feats, units: ViewerUnits) -> np.ndarray:
-    """(N, sum 3 D) mean, max, std of each extractor over the steps in [start_s, end) of each segment.
+    """(N, sum 4 D) per extractor: mean, max, std over the steps in [start_s, end) of each segment,
+    then the step at its last second (the layout of :meth:`FeatureSet.pooled` per second, so a
+    saved segment model reads what ``evoke predict`` pools).
 
     ``end`` is the unit's ``time_s`` + 1 (its last second's end); steps whose
     mask is false are left out (all of them masked: the raw steps are pooled,
     as :meth:`FeatureSet.pooled` does)."""
-    out = np.empty((len(units), feats.pooled_dim(False)), np.float32)
+    out = np.empty((len(units), feats.pooled_dim(True)), np.float32)
     for i, (v, start, last) in enumerate(zip(units.video_id, units.start_s, units.time_s)):
         parts = []
         for e in feats.extractors:
@@ -104,7 +110,7 @@ def segment_pooled_matrix(feats, units: ViewerUnits) -> np.ndarray:
                 sel[int(np.clip(np.searchsorted(ts, start + 1e-6, side="right") - 1, 0, len(ts) - 1))] = True
             win, m = f.values[sel], f.mask[sel]
             valid = win[m] if m.any() else win
-            parts += [valid.mean(0), valid.max(0), valid.std(0)]
+            parts += [valid.mean(0), valid.max(0), valid.std(0), win[-1]]
         out[i] = np.concatenate(parts)
     return out
 
@@ -129,8 +135,9 @@ class ViewerValenceTask(Task):
     description = "binary valence per segment (or second), per viewer and for the average viewer"
     per_second = True
     heads = ("lightgbm", "linear", "full", "full_multitask")
-    label_files = {"viewer_valence": "labels/viewer_valence.parquet",
-                   "segments": "labels/viewer_valence_segments.parquet"}
+    label_files = {"viewer_valence": "labels/viewer_valence.parquet"}
+    # the labels stage writes both; an imported dataset without subtitles may have no segments
+    optional_label_files = {"segments": "labels/viewer_valence_segments.parquet"}
     kind = "binary"
     full_loss = "bce"
     dimension = "valence"
@@ -148,9 +155,11 @@ class ViewerValenceTask(Task):
 
     def label_paths(self, dataset_dir, overrides=None):
         key = "segments" if self.units == "segment" else "viewer_valence"
-        p = Path((overrides or {}).get(key) or dataset_dir / self.label_files[key])
+        p = Path((overrides or {}).get(key) or dataset_dir / {**self.label_files, **self.optional_label_files}[key])
         if not p.exists():
-            raise TaskError(f"task {self.name}: label table {key!r} not found at {p} (run the labels stage)")
+            hint = " (units: segment reads the per-segment table; train.viewer_valence.units: second reads " \
+                   "the per-second one)" if key == "segments" else " (run the labels stage)"
+            raise TaskError(f"task {self.name}: label table {key!r} not found at {p}{hint}")
         return {key: p}
 
     # -------------------------------------------------------------- labels
@@ -216,6 +225,13 @@ class ViewerValenceTask(Task):
             info["folds"][g] = {"n": sub.counts(), **{k: v for k, v in fold_info.items() if k != "history"}}
             if "history" in fold_info:
                 info.setdefault("history", {})[f"fold {g}"] = fold_info["history"]
+        # the saved model (model/): fitted on every group, a seeded slice of the videos validating
+        held = val_videos_from_train(units.video_id, self.val_fraction, self.seed)
+        in_val = np.array([v in held for v in units.video_id], bool)
+        final = TaskData({"train": units.take(~in_val), "val": units.take(in_val),
+                          "test": units.take(np.zeros(len(units), bool))}, data.target_names, {}, True)
+        self._fit_split(head, feats, final, out_dir / "all_folds", stop_after_epoch)
+        info["saved_model"] = f"fitted on all {len(data.extra['groups'])} groups"
         return {"test": pred}, info
 
     def fold_data(self, data: TaskData, group: str) -> TaskData:
@@ -233,32 +249,38 @@ class ViewerValenceTask(Task):
         if head in LIGHT_HEADS:
             X = {s: self._features(feats, data.splits[s]) for s in SPLITS}
             tr = data.splits["train"]
-            preds, info = fit_binary_columns(head, X["train"], tr.y, tr.mask, [X["val"], X["test"]],
-                                             data.target_names, self.seed, self._params(head))
-            return dict(zip(("val", "test"), preds)), info
+            model, info = fit_binary_columns_model(head, X["train"], tr.y, tr.mask, data.target_names,
+                                                   self.seed, self._params(head))
+            self.fitted = self.head_model(head, feats, data.target_names, [(None, LightPart(model))])
+            return {s: model.predict(X[s]) for s in ("val", "test")}, info
         self._check_classes(data)
         if head == "full_multitask":
             d = {s: data.splits[s].as_dict() for s in data.splits}
-            preds, history, _ = fit_full(feats, d["train"], d["val"], [d["val"], d["test"]], "bce", 1,
-                                         self.full_cfg, out_dir / "checkpoint",
-                                         n_branches=len(data.target_names), stop_after_epoch=stop_after_epoch)
+            preds, history, net = fit_full(feats, d["train"], d["val"], [d["val"], d["test"]], "bce", 1,
+                                           self.full_cfg, out_dir / "checkpoint",
+                                           n_branches=len(data.target_names), stop_after_epoch=stop_after_epoch)
+            self.fitted = self.head_model(head, feats, data.target_names,
+                                          [(None, self.full_part(net, feats, "bce", 1, len(data.target_names)))])
             return {"val": preds[0], "test": preds[1]}, {"history": history}
         tr = data.splits["train"]
         out = {s: np.zeros((len(data.splits[s]), len(data.target_names))) for s in ("val", "test")}
-        histories, constant = {}, []
+        histories, constant, parts = {}, [], []
         for k, name in enumerate(data.target_names):
             sub = {s: {**data.splits[s].as_dict(), "y": data.splits[s].y[:, [k]], "mask": data.splits[s].mask[:, [k]]}
                    for s in data.splits}
             yk = tr.y[tr.mask[:, k], k]
             if np.unique(yk).size < 2:
                 constant.append(name)
+                parts.append(([k], ConstantPart(yk.mean() if yk.size else 0.5)))
                 for s in out:
-                    out[s][:, k] = yk.mean() if yk.size else 0.5
+                    out[s][:, k] = parts[-1][1].value
                 continue
-            preds, histories[name], _ = fit_full(feats, sub["train"], sub["val"], [sub["val"], sub["test"]],
-                                                 "bce", 1, self.full_cfg, out_dir / "checkpoint" / name,
-                                                 stop_after_epoch=stop_after_epoch)
+            preds, histories[name], net = fit_full(feats, sub["train"], sub["val"], [sub["val"], sub["test"]],
+                                                   "bce", 1, self.full_cfg, out_dir / "checkpoint" / name,
+                                                   stop_after_epoch=stop_after_epoch)
             out["val"][:, k], out["test"][:, k] = preds[0][:, 0], preds[1][:, 0]
+            parts.append(([k], self.full_part(net, feats, "bce", 1)))
+        self.fitted = self.head_model(head, feats, data.target_names, parts)
         return out, {"history": histories, "constant_columns": constant}
 
     # -------------------------------------------------------------- scores
