@@ -3,7 +3,8 @@
 #   labels/vce.parquet                       per-video VCE intensities, distribution, top-3, emodiversity
 #   labels/v2v_pairs.parquet                 pairs agreed on by 8 of 9 votes, less pleasant first
 #   labels/v2v_lists.parquet                 lists of 3 and 4 videos ordered by pleasantness
-#   labels/v2v_sample.parquet                pairs proposed for the next annotation round
+#   labels/v2v_sample.parquet                pairs proposed for the next annotation round (from
+#                                            labels.v2v_sample.predictions when set)
 #   labels/eev.parquet                       EEV expressions at 1 Hz
 #   labels/viewer_valence.parquet            per-viewer and average-viewer values per second
 #   labels/viewer_valence_segments.parquet   the same per subtitle cue (or fixed-length segment)
@@ -29,6 +30,9 @@ EEV_CSV = LABELS.file("eev", "csv", "eev.csv")
 VIEWER_RATINGS = LABELS.files("viewers", "ratings", ["viewer_valence.csv"])
 VIEWER_SUBTITLES = LABELS.files("viewers", "subtitles", [])
 DANMAKU_CORPUS = LABELS.file("danmaku", "corpus", "danmaku_corpus.csv")
+# model predictions for V2V pair sampling, relative to results/{dataset}: a train run's
+# predictions.parquet (that run then predicts every split, see train.smk's train_settings)
+SAMPLE_PREDICTIONS = LABELS.get("v2v_sample", "predictions")
 LABEL_TABLES = dict(LABELS.block.get("tables") or {})
 
 
@@ -70,6 +74,7 @@ rule labels_vce:
         flags=cli_flags(
             emotions=LABELS.get("vce", "emotions"),
             audio=LABELS.get("vce", "audio", "keep"),
+            max_audio_share=LABELS.get("vce", "max_audio_share"),
             empty_response=LABELS.get("vce", "empty_response", "drop"),
             all_zero=LABELS.get("vce", "all_zero", "drop"),
             min_annotators=LABELS.get("vce", "min_annotators", 1),
@@ -125,6 +130,7 @@ rule labels_v2v_sample:
     input:
         labels=str(rules.labels_vce.output[0]),  # plain paths: labels.tables may provide them
         exclude=str(rules.labels_v2v_votes.output[0]) if V2V_VOTES else [],
+        predictions=f"{D}/{SAMPLE_PREDICTIONS}" if SAMPLE_PREDICTIONS else [],
         videos=config["manifest"],
     output:
         f"{D}/labels/v2v_sample.parquet",
@@ -138,13 +144,16 @@ rule labels_v2v_sample:
             proportions=LABELS.get(
                 "v2v", "sample_proportions", {"informative": 0.6, "random": 0.2, "similar": 0.2}
             ),
-            balance_by=LABELS.get("v2v", "balance_by", "split"),
+            balance_by=LABELS.get("v2v", "balance_by", "source") or "none",
             seed=LABELS.get("v2v", "seed", 0),
         ),
         exclude=lambda w, input: f"--exclude {shlex.quote(input.exclude)}" if input.exclude else "",
+        predictions=lambda w, input: (
+            f"--predictions {shlex.quote(input.predictions)}" if input.predictions else ""
+        ),
     shell:
         "{EVOKE} labels v2v-sample --labels {input.labels:q} --videos {input.videos:q}"
-        " {params.exclude} {params.flags} --out {output:q} > {log:q} 2>&1"
+        " {params.exclude} {params.predictions} {params.flags} --out {output:q} > {log:q} 2>&1"
 
 
 rule labels_eev:
@@ -235,7 +244,8 @@ rule danmaku_train:
             label_map=LABELS.get("danmaku", "label_map"),
             pretrained=LABELS.get("danmaku", "pretrained"),
             epochs=LABELS.get("danmaku", "epochs"),
-            eval_fraction=LABELS.get("danmaku", "eval_fraction", 0.2),
+            split=LABELS.get("danmaku", "split", [0.8, 0.1, 0.1]),
+            emotions=LABELS.get("danmaku", "emotions"),
             seed=LABELS.get("danmaku", "seed", 0),
         ),
     shell:

@@ -3,6 +3,8 @@
 #   model/ (the saved head and its model.json card, for evoke predict), checkpoint/ (full
 #   heads). A feature set's folder is its extractors sorted and joined by "+"
 #   (colour+motion); tasks that read no features (v2v_from_emotions) use "labels".
+import os
+
 from evoke.heads.data import DEFAULT_MEMORY_MB
 from evoke.predict.model import INGEST_KEYS
 from evoke.tasks import TASKS, featureset_name_of
@@ -54,8 +56,12 @@ def train_inputs(wildcards):
 
 
 def train_settings(wildcards):
-    keys = ("seed", "val_fraction", "feature_memory_mb", "full", "lightgbm", "linear")
+    keys = ("seed", "val_fraction", "feature_memory_mb", "full", "lightgbm", "linear",
+            "top3_ties", "kl", "viewer_valence")
     block = {k: TRAIN[k] for k in keys if k in TRAIN}
+    run = f"train/{wildcards.task}/{wildcards.head}/{wildcards.featureset}/predictions.parquet"
+    if SAMPLE_PREDICTIONS and os.path.normpath(SAMPLE_PREDICTIONS) == run:
+        block["predict_all_splits"] = True  # V2V pair sampling reads a prediction for every video
     return shlex.quote(json.dumps(block, sort_keys=True))
 
 

@@ -15,6 +15,7 @@ baselines. :func:`write_synthetic_dataset` writes
 * ``labels/vce.parquet``, ``labels/v2v_pairs.parquet``, ``labels/v2v_lists.parquet``,
   ``labels/eev.parquet``, ``labels/danmaku_seconds.parquet`` (no split
   column: taken from the ingest stage), ``labels/viewer_valence.parquet``,
+  ``labels/viewer_valence_segments.parquet`` (2-second segments) and
   ``labels/liris_accede.parquet``;
   ``tables`` picks which (``("vce", "v2v")`` for a video-level benchmark).
 """
@@ -190,3 +191,19 @@ def _write_per_second(lab: Path, lat: dict, vids: list[str], split: dict, rng: n
                              ("viewer_valence", vv, "viewer_valence.parquet")):
         if name in tables:
             pl.DataFrame(rows).write_parquet(lab / file)
+    if "viewer_valence" in tables:
+        _viewer_segments(pl.DataFrame(vv), viewers).write_parquet(lab / "viewer_valence_segments.parquet")
+
+
+def _viewer_segments(per_second: pl.DataFrame, viewers, length_s: float = 2.0) -> pl.DataFrame:
+    """2-second segments of the per-second viewer table (as ``labels continuous --segment-length``
+    writes them): mean valence, binarised at 0; each viewer's bin by majority of its seconds."""
+    seg = per_second.with_columns((pl.col("time_s") // length_s).cast(pl.Int32).alias("segment"))
+    return seg.group_by("video_id", "split", "segment").agg(
+        (pl.col("segment").first() * length_s).cast(pl.Float64).alias("start_s"),
+        ((pl.col("segment").first() + 1) * length_s).cast(pl.Float64).alias("end_s"),
+        pl.col("n_viewers").max(), pl.col("valence").mean(),
+        (pl.col("valence").mean() >= 0).cast(pl.Int8).alias("valence_bin"),
+        *[pl.when(pl.col(f"valence_bin__{v}").is_null().all()).then(None)
+          .otherwise((pl.col(f"valence_bin__{v}").mean() >= 0.5).cast(pl.Int8)).alias(f"valence_bin__{v}")
+          for v in viewers]).sort("video_id", "segment")

@@ -227,12 +227,13 @@ class Task:
 
     def fit_predict(self, head: str, feats: FeatureSet | None, data: TaskData, out_dir: Path,
                     stop_after_epoch: int | None = None) -> tuple[dict[str, np.ndarray], dict]:
-        """Predictions (N, K) for the val and test units, and an info dict (history, notes).
+        """Predictions (N, K) for the val and test units (and train, see :meth:`prediction_splits`),
+        and an info dict (history, notes).
 
         The fitted head is left in :attr:`fitted` (a :class:`~evoke.predict.model.HeadModel`,
         what ``run_task`` saves under ``model/``); the predictions are that model's."""
         self.check_head(head)
-        tr, targets = data.splits["train"], ["val", "test"]
+        tr, targets = data.splits["train"], self.prediction_splits()
         if head in LIGHT_HEADS:
             X = {s: feats.pooled_matrix(u.video_id, u.time_s, self.seq_len) for s, u in data.splits.items()}
             if self.kind == "distribution":
@@ -253,6 +254,11 @@ class Task:
                                           [(None, self.full_part(net, feats, self.full_loss, tr.y.shape[1]))])
             return dict(zip(targets, preds)), {"history": history}
         raise TaskError(f"task {self.name}: head {head!r} is not implemented")
+
+    def prediction_splits(self) -> list[str]:
+        """The splits predicted: val and test; also train (in-sample) with the setting
+        ``predict_all_splits`` (what V2V pair sampling needs: a prediction for every video)."""
+        return (["train"] if self.settings.get("predict_all_splits") else []) + ["val", "test"]
 
     # -------------------------------------------------------------- saved models
 
