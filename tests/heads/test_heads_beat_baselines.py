@@ -16,6 +16,7 @@ PRIMARY = {
     "viewer_valence": ("mean_viewer_accuracy", ["majority_class"], True),
     "v2v": ("pairwise_accuracy", ["random"], True),
     "v2v_from_emotions": ("pairwise_accuracy", ["random"], True),
+    "liris_accede": ("valence_mse", ["train_mean"], False),
 }
 CASES = [(t, h) for t in sorted(TASKS) for h in TASKS[t].heads]
 

@@ -14,7 +14,8 @@ baselines. :func:`write_synthetic_dataset` writes
 * ``ingest/probe.parquet`` (``video_id, split``);
 * ``labels/vce.parquet``, ``labels/v2v_pairs.parquet``, ``labels/v2v_lists.parquet``,
   ``labels/eev.parquet``, ``labels/danmaku_seconds.parquet`` (no split
-  column: taken from the ingest stage), ``labels/viewer_valence.parquet``;
+  column: taken from the ingest stage), ``labels/viewer_valence.parquet``,
+  ``labels/liris_accede.parquet`` (``video_id, split, valence, arousal``);
   ``tables`` picks which (``("vce", "v2v")`` for a video-level benchmark).
 """
 
@@ -50,7 +51,7 @@ def latent(n_videos: int, seconds: tuple[int, int], seed: int):
     return out
 
 
-TABLES = ("vce", "v2v", "eev", "danmaku", "viewer_valence")
+TABLES = ("vce", "v2v", "eev", "danmaku", "viewer_valence", "liris_accede")
 
 
 def write_synthetic_dataset(ddir: str | Path, n_videos: int = 60, seconds: tuple[int, int] = (8, 14),
@@ -77,7 +78,17 @@ def write_synthetic_dataset(ddir: str | Path, n_videos: int = 60, seconds: tuple
     per_second = [t for t in ("eev", "danmaku", "viewer_valence") if t in tables]
     if per_second:
         _write_per_second(lab, lat, vids, split, rng, per_second)
+    if "liris_accede" in tables:  # its own generator: the tables above stay as they were
+        _write_liris_accede(lab / "liris_accede.parquet", lat, vids, split, np.random.default_rng(seed + 7))
     return lat
+
+
+def _write_liris_accede(path: Path, lat: dict, vids: list[str], split: dict, rng: np.random.Generator) -> None:
+    # LIRIS-ACCEDE: valence and arousal values on its 1-5 scale from the mean latent, plus noise
+    m = np.stack([lat[v].mean(0) for v in vids])
+    values = 3.0 + 0.5 * m + rng.normal(0, 0.1, m.shape)
+    pl.DataFrame({"video_id": vids, "split": [split[v] for v in vids], "valence": values[:, 0],
+                  "arousal": values[:, 1]}).write_parquet(path)
 
 
 def _write_features(ddir: Path, lat: dict, vids: list[str], dims: dict[str, int], shard_size: int,

@@ -8,7 +8,8 @@ released values).
 Heads: ``lightgbm`` (``LGBMRegressor``, L2 loss) and ``linear`` (ridge
 regression on standardised pooled features, ``alpha`` = ``train.linear.alpha``
 or 1) fit one regressor per target; ``full`` one FullHead with two outputs and
-the mean squared error as its loss. Metrics per target, as the LIRIS-ACCEDE
+the mean squared error as its loss, on targets standardised with the training
+split's mean and deviation (predictions mapped back to the released scale). Metrics per target, as the LIRIS-ACCEDE
 benchmarks report them (Baveye et al. 2015; MediaEval 2015's affective task):
 the mean squared error (:func:`evoke.metrics.mse`) and Pearson's r
 (:func:`evoke.metrics.pearson`) between predicted and released values, as
@@ -80,7 +81,16 @@ class LirisAccedeTask(Task):
     def fit_predict(self, head, feats, data, out_dir, stop_after_epoch=None):
         self.check_head(head)
         if head not in LIGHT_HEADS:
-            return super().fit_predict(head, feats, data, out_dir, stop_after_epoch)
+            # the network learns standardised targets (training mean and deviation), so its
+            # zero-centred output starts at the mean; predictions are mapped back to the scale
+            tr = data.splits["train"].y
+            mean, std = tr.mean(0), np.where(tr.std(0) > 1e-8, tr.std(0), 1.0)
+            scaled = TaskData({k: Units(u.video_id, u.time_s, (u.y - mean) / std, u.mask)
+                               for k, u in data.splits.items()}, data.target_names, data.extra,
+                              data.val_from_train)
+            preds, info = super().fit_predict(head, feats, scaled, out_dir, stop_after_epoch)
+            info["target_mean"], info["target_std"] = mean.tolist(), std.tolist()
+            return {k: np.asarray(p) * std + mean for k, p in preds.items()}, info
         X = {s: feats.pooled_matrix(u.video_id, None, self.seq_len) for s, u in data.splits.items()}
         preds, info = fit_regression(head, X["train"], data.splits["train"].y, [X["val"], X["test"]],
                                      self.seed, self._params(head))
