@@ -63,6 +63,29 @@ def test_ingest_target_then_frames_then_nothing_to_do(workdir):
     assert not (res / "labels").exists() and not (res / "report").exists()
     again = snakemake(workdir, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # a per-shard features file gone (an interrupted --forcerun): the plain command rebuilds it
+    (res / "features" / "colour" / "s00001.h5").unlink()
+    dry = snakemake(workdir, "-n", "features")
+    assert "features_shard" in dry.stdout and "Nothing to be done" not in dry.stdout
+    snakemake(workdir, "features")
+    # README's form: the target before --forcerun plans the frames and what needs them, not ingest
+    forced = snakemake(workdir, "-n", "frames", "--forcerun", "frames_shard").stdout
+    assert "frames_shard" in forced and "ingest_shard" not in forced and "features_shard" not in forced
+
+
+def test_failures_are_complete_under_the_features_target(media, tmp_path):
+    """No ingest target run: the dataset's failures table still lists the videos ingest lost."""
+    (tmp_path / "manifest.csv").write_text(
+        f"video_id,source,split
+good,{media['noaudio']},train
+text,{media['text']},train
+")
+    (tmp_path / "config.yaml").write_text(
+        "dataset: t\nmanifest: manifest.csv\nshard_size: 1\nframes:\n  short_side: 48\n"
+        "features:\n  extractors: [colour]\n")
+    snakemake(tmp_path, "features")
+    failures = pl.read_parquet(tmp_path / "results" / "t" / "failures.parquet")
+    assert failures.select("video_id", "stage", "shard").rows() == [("text", "ingest", "s00001")]
 
 
 def test_a_frames_setting_reruns_frames_not_ingest(workdir):

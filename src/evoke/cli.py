@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "evoke.labels.cli",
     "evoke.danmaku.cli",
     "evoke.datasets.cli",
+    "evoke.predict.cli",
 ]
 
 
