@@ -55,7 +55,7 @@ def lean(config_path: Path, heads: list[str]) -> None:
     config = yaml.safe_load(config_path.read_text())
     config["features"]["extractors"] = ["colour", "motion"]
     config["train"].update(feature_sets=[["colour", "motion"]], heads=heads,
-                           full={"epochs": 2, "hidden": 8, "moe_dim": 8, "n_experts": 2, "batch_size": 8})
+                           full={"epochs": 2, "gru_hidden": 8, "moe_dim": 8, "n_experts": 2, "batch_size": 8})
     config_path.write_text(yaml.safe_dump(config))
 
 

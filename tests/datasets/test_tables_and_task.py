@@ -16,7 +16,7 @@ from evoke.datasets import DatasetError, run_import
 from evoke.datasets.tables import adopt_table, check_table
 from evoke.tasks import get_task
 from evoke.tasks.base import TaskData, Units
-from evoke.tasks.liris_accede import fit_regression
+from evoke.tasks.liris_accede import fit_regression_model
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "datasets"
 
@@ -91,7 +91,7 @@ def test_liris_accede_regressors_find_a_planted_signal(head, tmp_path):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(300, 6))
     Y = np.stack([X[:, 0] + 0.5 * X[:, 1], -X[:, 2]], 1) + rng.normal(0, 0.1, (300, 2))
-    model, _ = fit_regression(head, X[:200], Y[:200], seed=0, params={})
+    model, _ = fit_regression_model(head, X[:200], Y[:200], seed=0, params={})
     pred = model.predict(X[200:])
     # the saved model predicts the same numbers after a round trip through its files
     from evoke.heads.light import load_light_model
@@ -143,3 +143,30 @@ def test_imported_vce_and_v2v_tables_have_the_builders_exact_schemas(vce_table, 
     run_import("v2v", src, tmp_path / "v2v_out", check_videos=False)
     imported = pl.read_parquet(tmp_path / "v2v_out" / "labels" / "v2v_pairs.parquet")
     assert imported.schema == v2v_pairs(votes).table.schema
+
+
+@pytest.mark.parametrize("head", ["linear", "lightgbm", "full"])
+def test_liris_accede_saved_models_predict_what_training_predicted(head, tmp_path):
+    """The model each head saves under model/ (what evoke predict loads) gives the run's own test
+    predictions: for the full head, with the target scale folded into its output layer."""
+    from evoke.heads.data import FeatureSet
+    from evoke.heads.synthetic import write_synthetic_dataset
+    from evoke.predict.model import load_model
+    from evoke.tasks import run_task
+
+    write_synthetic_dataset(tmp_path / "syn", n_videos=30, seconds=(5, 7), seed=0, tables=("liris_accede",))
+    settings = {"seed": 0, "full": {"epochs": 2, "gru_hidden": 8, "moe_dim": 8, "n_experts": 2, "seq_len": 8},
+                "lightgbm": {"n_estimators": 20}}
+    run_task("liris_accede", head, ["colour", "motion"], tmp_path / "syn", tmp_path / "run", settings)
+    preds = pl.read_parquet(tmp_path / "run" / "predictions.parquet").filter(pl.col("split") == "test")
+    _, model = load_model(tmp_path / "run")
+    feats = FeatureSet.load(tmp_path / "syn", ["colour", "motion"])
+    vids = preds["video_id"].to_list()
+    if head == "full":  # the raw outputs (mse's link is the identity), read without HeadModel.predict
+        from evoke.heads.full import _Units, predict_raw
+
+        again = predict_raw(model.parts[0][1].net, _Units(feats, vids, None, None, None, model.seq_len))
+    else:
+        again = model.predict(feats, vids, None)
+    np.testing.assert_allclose(again, preds.select("pred_valence", "pred_arousal").to_numpy(), rtol=1e-4, atol=1e-5)
+    assert 2.0 < float(np.mean(again)) < 4.0  # the released 1-5 scale, not standardised units
