@@ -309,3 +309,11 @@ def test_a_full_disk_fails_the_job_not_the_video(media, small_disk):
     videos = small_disk / "results" / "d" / "ingest" / "videos"
     assert sorted(p.name for p in videos.iterdir()) == ["ok"]  # the finished video stays, nothing half-written
     assert not any((small_disk / "results" / "d" / "ingest" / "work").rglob("*"))
+
+
+def test_a_cached_folder_missing_a_file_is_built_again(media, tmp_path):
+    first = ingest_video(row("m", media["cfr"]), tmp_path, SETTINGS)
+    (tmp_path / "m" / "audio.wav").unlink()
+    again = ingest_video(row("m", media["cfr"]), tmp_path, SETTINGS)
+    assert again["has_audio"] and (tmp_path / "m" / "audio.wav").is_file()
+    assert again["fingerprint"] == first["fingerprint"]

@@ -411,10 +411,11 @@ def _local_identity(source: str | None) -> list | None:
 def video_fingerprint(row: dict, settings: dict) -> str:
     """Cache key of one video's ingest: its manifest row, the settings that matter,
     and for local files (paths, file:// URLs, danmaku files) their size and mtime,
-    so a replaced file is ingested again."""
+    so a replaced file is ingested again. ``ingest-v2``: folders committed before
+    written files were verified (and without ``decoded_duration_s``) are redone."""
     keyed = {k: row.get(k) for k in ("video_id", "source", "start_s", "end_s", "danmaku")}
     local = [_local_identity(row.get("source")), _local_identity(row.get("danmaku"))]
-    return fingerprint(keyed, {k: settings.get(k) for k in _CACHE_KEYS}, local, "ingest-v1")
+    return fingerprint(keyed, {k: settings.get(k) for k in _CACHE_KEYS}, local, "ingest-v2")
 
 
 def _read_danmaku_source(dsrc: str) -> Path:
@@ -484,8 +485,9 @@ def ingest_video(row: dict, videos_dir: Path, settings: dict, work_dir: Path | N
     done = final / "probe.json"
     if done.exists():
         cached = json.loads(done.read_text(encoding="utf-8"))
-        if cached.get("fingerprint") == fp:
-            return cached
+        files = [cached.get(k) for k in ("video_path", "audio_path", "danmaku_path") if cached.get(k)]
+        if cached.get("fingerprint") == fp and all((final / Path(f).name).is_file() for f in files):
+            return cached  # (a folder missing one of its files is built again)
     own_work = work_dir is None
     if own_work:
         import socket

@@ -71,6 +71,7 @@ def _danmaku_cases(d: Path, clip: str) -> list[Case]:
                           b' {"vpos": 60, "content": "nan", "date": NaN}]', ["ok"], None,
                           {"malformed_post_time": 1}),
         "deep.json": (b"[" * 100_000 + b"]" * 100_000, None, "nested too deeply", {}),
+        "digits.json": (b'[{"vpos": ' + b"9" * 5000 + b', "content": "x"}]', None, "cannot parse", {}),
         "sjis_legacy.xml": (('<packet><chat no="1" vpos="50" date="1190000000" mail="184" user_id="a">うぽつ</chat>'
                              '<chat no="2" vpos="120" mail="ue" user_id="b">わこつ</chat></packet>'
                              ).encode("shift_jis"), ["うぽつ", "わこつ"], None, {}),

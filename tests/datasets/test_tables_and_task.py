@@ -87,11 +87,17 @@ def test_liris_accede_metrics_are_mse_and_pearson_per_target():
 
 
 @pytest.mark.parametrize("head", ["linear", "lightgbm"])
-def test_liris_accede_regressors_find_a_planted_signal(head):
+def test_liris_accede_regressors_find_a_planted_signal(head, tmp_path):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(300, 6))
     Y = np.stack([X[:, 0] + 0.5 * X[:, 1], -X[:, 2]], 1) + rng.normal(0, 0.1, (300, 2))
-    (pred,), _ = fit_regression(head, X[:200], Y[:200], [X[200:]], seed=0, params={})
+    model, _ = fit_regression(head, X[:200], Y[:200], seed=0, params={})
+    pred = model.predict(X[200:])
+    # the saved model predicts the same numbers after a round trip through its files
+    from evoke.heads.light import load_light_model
+
+    np.testing.assert_allclose(load_light_model(tmp_path, model.save(tmp_path, "part0")).predict(X[200:]), pred,
+                               rtol=1e-12, atol=1e-12)
     for k in range(2):
         r = np.corrcoef(pred[:, k], Y[200:, k])[0, 1]
         assert r > (0.95 if head == "linear" else 0.8)

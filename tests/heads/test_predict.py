@@ -73,7 +73,8 @@ def test_full_head_card_records_the_constructor_and_normalisation(runs):
     card = read_card(runs / "vce" / "full")
     (part,) = card["parts"]
     assert part["kwargs"]["modality_dims"] == {"colour": 8, "motion": 3}
-    assert part["kwargs"]["hidden"] == QUICK["full"]["hidden"] and part["kwargs"]["n_outputs"] == 27
+    assert part["kwargs"]["gru_hidden"] == {"colour": QUICK["full"]["gru_hidden"], "motion": QUICK["full"]["gru_hidden"]}
+    assert part["kwargs"]["n_outputs"] == 27 and part["kwargs"]["moe"] == "youtube8m"
     with np.load(runs / "vce" / "full" / "model" / part["input_stats"]) as z:
         assert set(z.files) == {"mean_colour", "std_colour", "mean_motion", "std_motion"}
         assert z["std_colour"].shape == (8,) and np.all(z["std_colour"] > 0)

@@ -259,6 +259,14 @@ def test_deeply_nested_json_and_unknown_xml_are_refused(tmp_path):
     html.write_text("<html><body>not danmaku</body></html>")
     with pytest.raises(DanmakuError, match="holds no comments"):
         parse_danmaku(html)
+    digits = tmp_path / "digits.json"  # more digits than Python turns into an int
+    digits.write_text('[{"vpos": ' + "9" * 5000 + ', "content": "x"}]')
+    with pytest.raises(DanmakuError, match="digits.json: "):
+        parse_danmaku(digits)
+    big = tmp_path / "big_int.json"  # an int past float's range: not a finite time
+    big.write_text('[{"vpos": 1' + "0" * 400 + ', "content": "x"}, {"vpos": 5, "content": "ok"}]')
+    d = Dropped()
+    assert parse_and_clean(big, dropped=d)["text"].to_list() == ["ok"] and d.counts == {"impossible_time": 1}
     (tmp_path / "empty_i.xml").write_text("<i></i>")
     assert parse_danmaku(tmp_path / "empty_i.xml").height == 0  # a Bilibili file without comments
 

@@ -353,7 +353,10 @@ def _time(value) -> float:
     """A comment time as a float (NaN/inf kept: cleaning drops them as impossible_time)."""
     if isinstance(value, bool):
         raise ValueError("a boolean is not a time")
-    return float(value)  # ValueError / TypeError for text that is not a number
+    try:
+        return float(value)  # ValueError / TypeError for text that is not a number
+    except OverflowError:  # an integer past float's range: not a finite time
+        return math.inf if value > 0 else -math.inf
 
 
 def parse_xml_comments(chunks: Iterable[str], source: str | Path, out: _Comments) -> None:
@@ -665,14 +668,20 @@ def parse_danmaku(path: str | Path, video_id: str | None = None, fmt: str | None
     if enc not in ("utf-8", "utf-8-sig"):
         log.info("%s: decoded as %s", path, enc)
     out = _Comments(dropped)
-    if fmt == "bilibili":
-        parse_xml_comments(_text_chunks(path, enc), path, out)
-    elif fmt == "niconico":
-        parse_niconico_json(_text_chunks(path, enc), path, out)
-    elif fmt == "csv":
-        parse_comment_csv(path, enc, path, out, "\t" if path.suffix.lower() == ".tsv" else ",")
-    else:
+    if fmt not in ("bilibili", "niconico", "csv"):
         raise DanmakuError(f"{path}: unknown danmaku format '{fmt}' (bilibili, niconico, csv)")
+    try:
+        if fmt == "bilibili":
+            parse_xml_comments(_text_chunks(path, enc), path, out)
+        elif fmt == "niconico":
+            parse_niconico_json(_text_chunks(path, enc), path, out)
+        else:
+            parse_comment_csv(path, enc, path, out, "\t" if path.suffix.lower() == ".tsv" else ",")
+    except (ValueError, TypeError, OverflowError, RecursionError, UnicodeError, pl.exceptions.PolarsError) as exc:
+        # what the content of a file can still raise past the per-comment checks (a
+        # number with more digits than Python converts, ...): the file, not the run
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DanmakuError(f"{path}: cannot parse the {fmt} file: {type(exc).__name__}: {msg[:200]}") from None
     vid = video_id or path.stem
     return out.frame().with_columns(pl.lit(vid, dtype=pl.String).alias("video_id"),
                                     pl.lit(1, dtype=pl.Int32).alias("n_repeats")).select(list(COMMENT_SCHEMA))

@@ -246,7 +246,46 @@ class PairwiseModel:
         return cls("linear", coef=a["coef"], mean=a.get("mean"), std=a.get("std"))
 
 
-LIGHT_MODELS = {c.kind: c for c in (DistributionModel, BinaryColumnsModel, PairwiseModel)}
+class RegressionModel:
+    """One fitted regressor per target: pooled features (M, D) -> values (M, K).
+
+    LightGBM: one booster per target (``LGBMRegressor``, L2 loss); linear: ridge
+    regression ``coef`` (D, K), ``intercept`` (K,) on features standardised by
+    ``mean``/``std``.
+    """
+
+    kind = "regression"
+
+    def __init__(self, head: str, boosters=None, coef=None, intercept=None, mean=None, std=None):
+        self.head, self.boosters = head, boosters
+        self.coef = None if coef is None else np.asarray(coef, dtype=np.float64)
+        self.intercept = None if intercept is None else np.asarray(intercept, dtype=np.float64)
+        self.scale = _Scaler(mean=mean, std=std) if mean is not None else None
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.head == "lightgbm":
+            return np.stack([b.predict(X) for b in self.boosters], 1)
+        return self.scale(X) @ self.coef + self.intercept
+
+    def save(self, folder: Path, prefix: str) -> dict:
+        spec = {"kind": self.kind, "head": self.head}
+        if self.head == "lightgbm":
+            spec["boosters"] = [_save_booster(b, folder / f"{prefix}.col{k}.lgbm.txt")
+                                for k, b in enumerate(self.boosters)]
+        else:
+            spec["arrays"] = _save_npz(folder / f"{prefix}.npz", coef=self.coef, intercept=self.intercept,
+                                       mean=self.scale.mean, std=self.scale.std)
+        return spec
+
+    @classmethod
+    def load(cls, folder: Path, spec: dict) -> "RegressionModel":
+        if spec["head"] == "lightgbm":
+            return cls("lightgbm", boosters=[_load_booster(folder / b) for b in spec["boosters"]])
+        a = _load_npz(folder / spec["arrays"])
+        return cls("linear", coef=a["coef"], intercept=a["intercept"], mean=a["mean"], std=a["std"])
+
+
+LIGHT_MODELS = {c.kind: c for c in (DistributionModel, BinaryColumnsModel, PairwiseModel, RegressionModel)}
 
 
 def load_light_model(folder: Path, spec: dict):

@@ -64,12 +64,13 @@ class PredictError(EvokeError):
 def full_head_kwargs(net, dims: dict[str, int], n_outputs: int, n_branches: int, cfg) -> dict:
     """The constructor arguments of a full-head network, to rebuild it for its state dict.
 
-    The network's own ``init_kwargs`` attribute when it has one; otherwise
+    The network's own ``init_args`` attribute when it has one
+    (:class:`~evoke.heads.models.FullHead` records its arguments there); otherwise
     every parameter of its class's ``__init__`` from what training knew: the
     modality dims, the output and branch counts, and the full-head config's
     field of the same name.
     """
-    own = getattr(net, "init_kwargs", None)
+    own = getattr(net, "init_args", None)
     if own is not None:
         return dict(own)
     known = {"modality_dims": dict(dims), "n_outputs": int(n_outputs), "n_branches": int(n_branches)}
@@ -99,7 +100,7 @@ class FullPart:
         from evoke.heads.full import _Units, link, predict_raw
 
         raw = predict_raw(self.net, _Units(feats, list(video_ids), times, None, None, seq_len))
-        return link(self.loss, raw).reshape(len(video_ids), -1)
+        return link(self.loss, raw, self.net.output_kind).reshape(len(video_ids), -1)
 
     def save(self, folder: Path, prefix: str) -> dict:
         import torch

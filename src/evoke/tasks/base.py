@@ -35,7 +35,7 @@ import polars as pl
 from evoke import EvokeError
 from evoke.config import fingerprint
 from evoke.heads.data import DEFAULT_MEMORY_MB, FeatureSet, HeadDataError
-from evoke.heads.full import FullConfig, fit_full
+from evoke.heads.full import FullConfig, fit_full, resolve_loss
 from evoke.heads.light import LIGHT_HEADS, fit_binary_columns_model, fit_distribution_model
 from evoke.predict.model import IDENTITY_KEYS, FullPart, HeadModel, LightPart, PredictError, feature_identity, \
     frames_identity, full_head_kwargs, save_model
@@ -270,8 +270,11 @@ class Task:
                          self.seq_len, self.per_second, parts)
 
     def full_part(self, net, feats: FeatureSet, loss: str, n_outputs: int, n_branches: int = 1) -> FullPart:
-        """A trained full-head network as a saved-model part (its constructor arguments recorded)."""
-        return FullPart(net, loss, full_head_kwargs(net, feats.dims, n_outputs, n_branches, self.full_cfg))
+        """A trained full-head network as a saved-model part (its constructor arguments recorded);
+        ``loss``: the task's, recorded as the loss the run trained and linked with (``train.full.loss``
+        or the task's defaults may replace it: :func:`~evoke.heads.full.resolve_loss`)."""
+        return FullPart(net, resolve_loss(loss, self.full_cfg),
+                        full_head_kwargs(net, feats.dims, n_outputs, n_branches, self.full_cfg))
 
     def _check_classes(self, data: TaskData) -> None:
         if self.kind == "binary":

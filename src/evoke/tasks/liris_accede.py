@@ -23,38 +23,37 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from evoke.heads.light import LIGHT_HEADS
+from evoke.heads.light import LIGHT_HEADS, RegressionModel
+from evoke.predict.model import LightPart
 from evoke.metrics import mse, pearson
 from evoke.tasks.base import Task, TaskData, TaskError, Units, register_task, split_units, with_split
 
 TARGETS = ("valence", "arousal")
 
 
-def fit_regression(head: str, X: np.ndarray, Y: np.ndarray, predict: list[np.ndarray], seed: int,
-                   params: dict) -> tuple[list[np.ndarray], dict]:
-    """One regressor per column of ``Y`` (N, K); predictions (M_i, K) for each array in ``predict``."""
-    outs = [np.zeros((Z.shape[0], Y.shape[1])) for Z in predict]
+def fit_regression(head: str, X: np.ndarray, Y: np.ndarray, seed: int, params: dict) -> tuple[RegressionModel, dict]:
+    """One regressor per column of ``Y`` (N, K), as a saved-model-ready :class:`RegressionModel`."""
     if head == "lightgbm":
         from lightgbm import LGBMRegressor
 
         from evoke.heads.light import _lgbm_params
 
+        boosters = []
         for k in range(Y.shape[1]):
             model = LGBMRegressor(objective="regression", **_lgbm_params(params, seed))
             model.fit(X, Y[:, k])
-            for o, Z in zip(outs, predict):
-                o[:, k] = model.predict(Z)
-        return outs, {}
+            boosters.append(model.booster_)
+        return RegressionModel("lightgbm", boosters=boosters), {}
     if head == "linear":
         from sklearn.linear_model import Ridge
 
         mean, std = X.mean(0), X.std(0)
         std = np.where(std > 1e-8, std, 1.0)
         alpha = float(params.get("alpha", 1.0))
-        model = Ridge(alpha=alpha).fit((X - mean) / std, Y)
-        for o, Z in zip(outs, predict):
-            o[:] = model.predict((Z - mean) / std).reshape(len(Z), -1)
-        return outs, {"alpha": alpha}
+        ridge = Ridge(alpha=alpha).fit((X - mean) / std, Y)
+        coef = np.asarray(ridge.coef_, dtype=np.float64).reshape(Y.shape[1], -1).T
+        return RegressionModel("linear", coef=coef, intercept=np.asarray(ridge.intercept_).reshape(-1),
+                               mean=mean, std=std), {"alpha": alpha}
     raise TaskError(f"unknown lightweight head {head!r} (known: {', '.join(LIGHT_HEADS)})")
 
 
@@ -82,9 +81,9 @@ class LirisAccedeTask(Task):
         if head not in LIGHT_HEADS:
             return super().fit_predict(head, feats, data, out_dir, stop_after_epoch)
         X = {s: feats.pooled_matrix(u.video_id, None, self.seq_len) for s, u in data.splits.items()}
-        preds, info = fit_regression(head, X["train"], data.splits["train"].y, [X["val"], X["test"]],
-                                     self.seed, self._params(head))
-        return {"val": preds[0], "test": preds[1]}, info
+        model, info = fit_regression(head, X["train"], data.splits["train"].y, self.seed, self._params(head))
+        self.fitted = self.head_model(head, feats, data.target_names, [(None, LightPart(model))])
+        return {s: model.predict(X[s]) for s in ("val", "test")}, info
 
     def evaluate(self, pred, units, data):
         if len(units) == 0:
