@@ -40,8 +40,8 @@ def _max_diff(trained: pl.DataFrame, predicted: pl.DataFrame) -> tuple[int, floa
 def runs(syn_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for task, head in RUNS:
-        # evoke predict scores seconds; a viewer_valence model trained on segments (the task's
-        # default) is applied per second too, but its segment predictions cannot be re-made
+        # viewer_valence per second: predict's units (every second of a video) are then the run's own
+        # units; a segment run (the default protocol) is applied per second in the same way
         settings = QUICK | ({"viewer_valence": {"units": "second"}} if task == "viewer_valence" else {})
         run_task(task, head, _features(task), syn_dir, root / task / head, settings)
     return root

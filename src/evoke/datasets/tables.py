@@ -36,7 +36,7 @@ from evoke.store import atomic_path
 F64, I8, I32, STR = pl.Float64, pl.Int8, pl.Int32, pl.String
 
 VCE_SCHEMA = {
-    "video_id": STR, "split": STR, "n_annotators": I32, "n_relies_on_audio": I32,
+    "video_id": STR, "split": STR, "n_annotators": I32, "n_responses": I32, "n_relies_on_audio": I32,
     **{f"intensity_{e}": F64 for e in VCE_EMOTIONS}, **{f"p_{e}": F64 for e in VCE_EMOTIONS},
     "top1": STR, "top2": STR, "top3": STR, "emodiversity": F64, "emodiversity_positive": F64,
     "agreement": F64, "all_zero": pl.Boolean,

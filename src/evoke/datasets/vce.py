@@ -18,8 +18,8 @@ mapped to evoke's: "Awe (or Wonder)" -> ``awe``, "Empathic Pain" ->
 ``empathic_pain``); ``p_*`` the intensities normalised to sum 1,
 ``emodiversity`` and ``emodiversity_positive`` their perplexity
 (:func:`evoke.labels.vce.perplexity`, as the builder computes them);
-``top1..top3`` the released topK; ``n_annotators``, ``n_relies_on_audio`` and
-``agreement`` are null (VCE released no responses). Splits: ``train`` and
+``top1..top3`` the released topK; ``n_annotators``, ``n_responses``,
+``n_relies_on_audio`` and ``agreement`` are null (VCE released no responses). Splits: ``train`` and
 ``test`` as released; ``--val-fraction F`` sets ``train.val_fraction`` in the
 written config (the train stage then validates on a seeded ``F`` of the
 training videos, ``train.seed``).
@@ -85,6 +85,7 @@ def vce_table(ids: list[str], splits: list[str], intensity: np.ndarray, topk: li
     n = len(ids)
     cols = {"video_id": pl.Series(ids, dtype=pl.String), "split": pl.Series(splits, dtype=pl.String),
             "n_annotators": pl.Series([None] * n, dtype=pl.Int32),
+            "n_responses": pl.Series([None] * n, dtype=pl.Int32),
             "n_relies_on_audio": pl.Series([None] * n, dtype=pl.Int32)}
     for j, e in enumerate(VCE_EMOTIONS):
         cols[f"intensity_{e}"] = pl.Series(intensity[:, j], dtype=pl.Float64)
