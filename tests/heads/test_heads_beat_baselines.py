@@ -23,7 +23,11 @@ CASES = [(t, h) for t in sorted(TASKS) for h in TASKS[t].heads]
 
 @pytest.mark.parametrize("task,head", CASES)
 def test_head_beats_baseline(task, head, syn_dir, tmp_path):
-    rec = run_task(task, head, FEATURES, syn_dir, tmp_path / "run", FAST)
+    settings = dict(FAST)
+    if task == "viewer_valence":  # per second here: the synthetic set has ~140 training segments, too few
+        # for the single-task full heads; the segment protocol has its own tests (test_viewer_valence_protocol.py)
+        settings["viewer_valence"] = {"units": "second"}
+    rec = run_task(task, head, FEATURES, syn_dir, tmp_path / "run", settings)
     metric, baselines, higher = PRIMARY[task]
     got = rec["metrics"]["test"][metric]
     assert got is not None and math.isfinite(got)
