@@ -6,9 +6,9 @@
   shard file (no parts, no assembly: what a run without resume would do), on the same
   demo clips, alternating the two per repetition so a change in the machine's load hits
   both; the stored frames must be equal;
-* torch threads: efficientnet (Lite0, CPU) over the same frames with 1 and 2 intra-op
-  threads: seconds, and the largest relative difference between the two (why
-  ``features.torch_threads`` is fixed).
+* torch threads: efficientnet (Lite0, CPU) over frames of the stored size (360 px short
+  side, so the model's resize runs) with 1 and 2 intra-op threads: seconds, and the
+  relative L2 difference between the two (why ``features.torch_threads`` is fixed).
 
     .venv/bin/python bench/reliability.py [--videos 10] [--reps 3]
 """
@@ -93,7 +93,7 @@ def threads(clips: list[Path], reps: int) -> None:
 
     frames = []
     for clip in clips:
-        frames += [img for _, _, _, img in sample_frames(clip, 1.0, 224, "pyav")]
+        frames += [img for _, _, _, img in sample_frames(clip, 1.0, 360, "pyav")]  # the default frames
     shape = frames[0].shape
     imgs = np.stack([f for f in frames if f.shape == shape][:32])
     video = VideoInput("bench", np.arange(len(imgs), dtype=np.float64), np.ones(len(imgs), bool),
