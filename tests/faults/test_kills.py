@@ -241,7 +241,7 @@ def test_kills_anywhere_then_the_same_command_give_the_uninterrupted_runs_conten
     for rel in NOT_BITWISE:
         if rel in differ:
             assert_frame_equal(pl.read_parquet(ref / "results" / "k" / rel),
-                               pl.read_parquet(work / "results" / "k" / rel), check_exact=False, rtol=1e-4)
+                               pl.read_parquet(work / "results" / "k" / rel), check_exact=False, rel_tol=1e-4)
             differ.remove(rel)
     assert not differ, f"content differs after kills {summary}: {differ}"
     assert leftovers(work) == []
