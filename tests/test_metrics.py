@@ -54,10 +54,67 @@ def test_top_k_random_against_loop(rng):
         target = np.round(rng.dirichlet(np.full(c, 0.3), size=n), 1)
         target[:7] = 0.0  # all-zero rows
         for k in (1, 3, 5):
-            acc, used = M.top_k_accuracy(pred, target, k=k, return_count=True)
+            acc, used = M.top_k_accuracy(pred, target, k=k, return_count=True, ties="inclusive")
             want, want_used = _top_k_loop(pred, target, k)
             assert used == want_used == n - 7
             assert acc == pytest.approx(want, abs=1e-12)
+
+
+def _top_k_paper_loop(pred, target, k):
+    """Plain-Python paper rule: the k first classes after sorting the label by (-value, index)."""
+    hits, used = 0, 0
+    for p_row, t_row in zip(pred.tolist(), target.tolist()):
+        if sum(t_row) == 0:
+            continue
+        used += 1
+        best = max(range(len(p_row)), key=lambda j: (p_row[j], -j))
+        top = sorted(range(len(t_row)), key=lambda j: (-t_row[j], j))[:k]
+        hits += best in top
+    return hits / used if used else float("nan"), used
+
+
+def test_top_k_paper_rule_random_against_loop(rng):
+    for trial in range(3):
+        n, c = 300, 27
+        pred = rng.random((n, c))
+        target = np.round(rng.dirichlet(np.full(c, 0.3), size=n), 1)  # ties and zeros
+        target[:5] = 0.0
+        for k in (1, 3, 5):
+            acc, used = M.top_k_accuracy(pred, target, k=k, return_count=True)  # paper is the default
+            want, want_used = _top_k_paper_loop(pred, target, k)
+            assert used == want_used == n - 5
+            assert acc == pytest.approx(want, abs=1e-12)
+
+
+def test_top_k_paper_rule_breaks_label_ties_in_taxonomy_order():
+    target = np.array([[0.4, 0.2, 0.2, 0.2, 0.0]] * 3 + [[0.7, 0.3, 0.0, 0.0, 0.0]] * 2)
+    pred = np.zeros((5, 5))
+    pred[0, 2] = pred[1, 3] = pred[2, 0] = pred[3, 2] = pred[4, 4] = 1.0
+    # paper: top-3 of row 0-2 is {0, 1, 2} (class 3 loses the tie to the earlier emotions);
+    # rows 3-4 have two non-zero entries, so argsort's third is class 2 (the first zero)
+    per_row = [1, 0, 1, 1, 0]
+    assert M.top_k_accuracy(pred, target, k=3) == pytest.approx(np.mean(per_row))
+    # inclusive: class 3 ties at the 3rd value and counts; zero entries never count
+    assert M.top_k_accuracy(pred, target, k=3, ties="inclusive") == pytest.approx(np.mean([1, 1, 1, 0, 0]))
+    # an imported topK is used as given (-1 = none)
+    given = np.array([[3, 0, -1]] * 3 + [[0, 1, -1]] * 2)
+    assert M.top_k_accuracy(pred, target, k=3, label_top=given) == pytest.approx(np.mean([0, 1, 1, 0, 0]))
+    with pytest.raises(ValueError, match="ties must be"):
+        M.top_k_accuracy(pred, target, ties="loose")
+
+
+def test_top_k_chance_baseline_under_each_rule(rng):
+    """The baseline equals the exact mean accuracy of predicting each class in turn."""
+    n, c, k = 200, 27, 3
+    target = np.round(rng.dirichlet(np.full(c, 0.2), size=n), 1)
+    target[:4] = 0.0
+    given = np.where(rng.random((n, k)) < 0.8, rng.integers(0, c, (n, k)), -1)
+    for kwargs in ({"ties": "paper"}, {"ties": "inclusive"}, {"label_top": given}):
+        accs = [M.top_k_accuracy(np.eye(c)[[j] * n], target, k=k, **kwargs) for j in range(c)]
+        assert M.random_top_k_baseline(c, k, target=target, **kwargs) == pytest.approx(np.mean(accs), abs=1e-12)
+    assert M.random_top_k_baseline(c, k, target=target) == pytest.approx(3 / 27)
+    # these labels tie a lot at the third place: the inclusive rule's chance is above k / C
+    assert M.random_top_k_baseline(c, k, target=target, ties="inclusive") > 3 / 27
 
 
 def test_top_k_hand_cases_with_ties_and_zeros():
@@ -82,10 +139,10 @@ def test_top_k_hand_cases_with_ties_and_zeros():
         ],
         dtype=float,
     )
-    acc, used = M.top_k_accuracy(pred, target, k=3, return_count=True)
+    acc, used = M.top_k_accuracy(pred, target, k=3, return_count=True, ties="inclusive")
     assert used == 5
     assert acc == pytest.approx(2 / 5)
-    assert M.top_k_accuracy(pred, target, k=3) == pytest.approx(0.4)
+    assert M.top_k_accuracy(pred, target, k=3, ties="inclusive") == pytest.approx(0.4)
     # a single (C,) pair
     assert M.top_k_accuracy([0, 0, 1.0], [0.5, 0.1, 0.4], k=1) == 0.0
     assert M.top_k_accuracy([0, 0, 1.0], [0.5, 0.1, 0.4], k=2) == 1.0
@@ -417,6 +474,35 @@ def test_ldl_kl_zero_prediction_uses_eps():
     out = M.ldl_metrics(pred, target, eps=1e-12)
     assert out["kl"] == pytest.approx(0.5 * math.log(0.5) + 0.5 * math.log(0.5 / 1e-12))
     assert math.isfinite(out["kl"])
+
+
+def _pyldl_kl(D, D_pred):
+    """PyLDL's kl_divergence (pyldl/algorithms/utils.py), re-implemented: both clipped to [eps, 1]."""
+    eps = np.finfo(np.float64).eps
+    D, D_pred = np.clip(D, eps, 1), np.clip(D_pred, eps, 1)
+    return np.sum(D * (np.log(D) - np.log(D_pred)), 1)
+
+
+def test_ldl_kl_matches_pyldl_with_zero_predictions(rng):
+    n, c = 40, 27
+    target = rng.dirichlet(np.full(c, 0.3), size=n)
+    target[::3, :5] = 0.0
+    target /= target.sum(1, keepdims=True)
+    onehot = np.zeros((n, c))
+    onehot[:, 4] = 1.0  # the majority-emotion baseline: zeros on 26 classes
+    sparse = rng.dirichlet(np.ones(c), size=n)
+    sparse[:, ::2] = 0.0
+    sparse /= sparse.sum(1, keepdims=True)
+    for pred in (onehot, sparse, rng.dirichlet(np.ones(c), size=n)):
+        per = M.ldl_metrics_per_sample(pred, target)
+        assert per["kl"] == pytest.approx(_pyldl_kl(target, pred), rel=1e-12, abs=1e-13)
+        assert M.ldl_metrics(pred, target)["kl"] == pytest.approx(_pyldl_kl(target, pred).mean(), rel=1e-12)
+    # the old 1e-12 floor scores the one-hot baseline lower than PyLDL does (~36 vs ~27.6 nats per unit mass)
+    floor = M.ldl_metrics(onehot, target, eps=1e-12, kl="floor")["kl"]
+    pyldl = M.ldl_metrics(onehot, target)["kl"]
+    assert pyldl > floor * 1.25
+    with pytest.raises(ValueError, match="kl must be"):
+        M.ldl_metrics(onehot, target, kl="clip")
 
 
 def test_ldl_random_against_scipy(rng):

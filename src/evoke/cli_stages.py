@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from evoke.cli import _settings as _json_object
 from evoke.cli import add_settings_argument
 from evoke.config import load_config, validate_config
 from evoke.manifest import SHARD_MAP, assign_shards, read_manifest, shard_rows
@@ -53,6 +54,8 @@ def cmd_ingest_shard(args) -> int:
     c = _common(args)
     rows = shard_rows(read_manifest(Path(c["manifest"])), c["shard_size"], args.shard,
                       shard_map=dataset_dir(c["dataset"]) / SHARD_MAP)
+    if args.download_settings is not None and args.settings is not None:
+        args.settings = {**args.download_settings, **args.settings}
     out = Path(args.out)
     with shard_lock(out.with_name(f".{out.name}.lock"), f"ingest {args.shard} ({out})"):  # one copy at a time
         status = ingest_shard(rows, dataset_dir(c["dataset"]), _section(args, "ingest"), args.shard)
@@ -129,6 +132,9 @@ def register(sub) -> None:
     s.add_argument("--out", type=Path, required=True, help="shard probe table (.parquet)")
     _add_dataset_args(s)
     add_settings_argument(s, "ingest")
+    s.add_argument("--download-settings", type=_json_object, default=None,
+                   help="JSON object of download-only ingest settings (retries, rate_limit, cookies, ...), "
+                   "merged under --settings; the workflow passes them apart so they rerun nothing")
     s.set_defaults(func=cmd_ingest_shard)
     add_merge_parser(ing, "ingest", "merge shard probe tables into probe.parquet and record failures")
 

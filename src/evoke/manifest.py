@@ -34,7 +34,9 @@ from evoke.config import fingerprint
 REQUIRED_COLUMNS = ("video_id", "source", "split")
 OPTIONAL_COLUMNS = ("start_s", "end_s", "danmaku")
 _UNSAFE_ID = re.compile(r"[/\\\x00-\x1f\x7f]")
-MAX_ID_LENGTH = 200
+# bytes of the id's UTF-8 form: file systems limit a name to 255 bytes (not characters),
+# and a folder's temporary name adds a prefix and a suffix to the id
+MAX_ID_BYTES = 200
 
 
 class ManifestError(EvokeError):
@@ -51,8 +53,9 @@ def check_video_id(video_id: str) -> str | None:
         return "video_id may not start with '.'"
     if _UNSAFE_ID.search(video_id):
         return "video_id contains a path separator or a control character"
-    if len(video_id) > MAX_ID_LENGTH:
-        return f"video_id longer than {MAX_ID_LENGTH} characters"
+    n_bytes = len(video_id.encode("utf-8", errors="surrogatepass"))
+    if n_bytes > MAX_ID_BYTES:
+        return f"video_id is {n_bytes} bytes in UTF-8, over the limit of {MAX_ID_BYTES} bytes"
     return None
 
 

@@ -58,6 +58,10 @@ __all__ = [
     "mean_pearson",
     "mse",
     "random_top_k_baseline",
+    "top_k_label_sets",
+    "TOP_K_TIES",
+    "KL_EPS",
+    "KL_RULES",
     "random_pairwise_baseline",
     "random_listwise_baseline",
 ]
@@ -147,7 +151,60 @@ def _mean_or_nan(x: np.ndarray) -> float:
 # --------------------------------------------------------------------------- #
 
 
-def top_k_accuracy(pred: Any, target: Any, k: int = 3, return_count: bool = False):
+TOP_K_TIES = ("paper", "inclusive")
+
+
+def _check_k(k: Any, c: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or (c and not 1 <= k <= c):
+        raise MetricInputError(f"k must be an integer in [1, C={c}], got {k!r}")
+    return int(k)
+
+
+def top_k_label_sets(target: Any, k: int = 3, ties: str = "paper", label_top: Any = None) -> np.ndarray:
+    """(N, C) bool: the label classes that count as "top k" for each row, under the rule ``ties``.
+
+    * ``ties="paper"`` (default): exactly the k largest entries, as the VCE
+      paper's code takes them (``argsort(y)[-3:]``); ties in the label are
+      broken in taxonomy order (column order: the earlier emotion first, as
+      the ``top1``-``top3`` columns of :mod:`evoke.labels.vce` do). Every row
+      has exactly k such classes, so a label with fewer than k non-zero
+      entries fills its set with zero entries, as ``argsort`` does;
+    * ``ties="inclusive"``: every entry equal to or above the k-th largest
+      value counts, but never a zero entry (a label (.4, .2, .2, .2, 0) has
+      four top-3 emotions; (.7, .3, 0, 0, 0) has two);
+    * ``label_top`` (N, k') integer class indices, e.g. an imported dataset's
+      own ``topK`` list: used as given (entries < 0 mean "none"), whatever
+      ``ties`` says.
+    """
+    t = _matrix(target, "target")
+    _non_negative(t, "target")
+    n, c = t.shape
+    k = _check_k(k, c)
+    mask = np.zeros((n, c), dtype=bool)
+    if label_top is not None:
+        top = np.asarray(label_top)
+        top = top[None, :] if top.ndim == 1 else top
+        if top.ndim != 2 or top.shape[0] != n or top.dtype.kind not in "iu":
+            raise MetricInputError(f"label_top: expected an (N={n}, k) integer array, got shape {top.shape}")
+        if top.size and top.max() >= c:
+            raise MetricInputError(f"label_top: class index {top.max()} is out of range for C={c}")
+        rows, cols = np.nonzero(top >= 0)
+        mask[rows, top[rows, cols]] = True
+        return mask
+    if ties == "paper":
+        order = np.argsort(-t, axis=1, kind="stable")[:, :k]
+        mask[np.arange(n)[:, None], order] = True
+    elif ties == "inclusive":
+        if n:
+            kth = np.partition(t, c - k, axis=1)[:, c - k]  # k-th largest per row
+            mask = (t >= kth[:, None]) & (t > 0)
+    else:
+        raise MetricInputError(f"ties must be one of {', '.join(TOP_K_TIES)}, got {ties!r}")
+    return mask
+
+
+def top_k_accuracy(pred: Any, target: Any, k: int = 3, return_count: bool = False, ties: str = "paper",
+                   label_top: Any = None):
     """Top-k accuracy of the VCE paper: is the predicted top emotion among the label's top k?
 
     Shapes: ``pred`` (N, C) scores of any scale (probabilities, logits) and
@@ -156,22 +213,27 @@ def top_k_accuracy(pred: Any, target: Any, k: int = 3, return_count: bool = Fals
     of counted samples in [0, 1].
 
     Definition (Mazeika et al. 2022, "How Would The Viewer Feel?", VCE): a
-    sample counts as correct when ``argmax(pred)`` is one of the ``k`` largest
-    entries of ``target``. Random chance is k/C: 3/27 = 11.1% for the 27 VCE
-    emotions (:func:`random_top_k_baseline`).
+    sample is correct when the argmax of the prediction is among the 3 largest
+    entries of the label, ``argmax(pred) in argsort(y)[-3:]``. Random chance is k/C: 3/27 = 11.1%
+    for the 27 VCE emotions (:func:`random_top_k_baseline`).
 
     Ties and zeros:
 
-    * ties in the label: every entry equal to the k-th largest label value
-      counts as top-k (so a label (.4, .2, .2, .2, 0) has four top-3 emotions);
-      this makes the metric independent of the order of the classes, at the
-      price of a chance level slightly above k/C when labels have such ties;
-    * zero label entries never count as top-k: an emotion no rater chose is
-      not a target, even when the label has fewer than k nonzero entries;
+    * ties in the label: ``ties="paper"`` (default) takes exactly the k
+      largest entries, ties broken in taxonomy (column) order, the earlier
+      emotion first; ``ties="inclusive"`` counts every entry tied at the k-th
+      value (never a zero one), which is independent of the class order but
+      raises the chance level above k/C; ``label_top`` gives each row's top
+      classes as an imported dataset lists them (see
+      :func:`top_k_label_sets`);
+    * zero label entries: under ``"paper"`` they count when the label has
+      fewer than k non-zero entries (``argsort`` takes k entries whatever
+      their value); under ``"inclusive"`` they never count;
     * ties in the prediction: ``numpy.argmax`` takes the first (lowest class
       index) of the tied maxima;
     * all-zero label rows carry no information and are excluded from the mean
-      (``return_count=True`` also returns how many rows were counted);
+      under every rule (``return_count=True`` also returns how many rows were
+      counted);
     * no counted row (N = 0 or all rows zero): ``nan``.
 
     Returns the accuracy, or ``(accuracy, n_counted)`` with ``return_count``.
@@ -179,18 +241,12 @@ def top_k_accuracy(pred: Any, target: Any, k: int = 3, return_count: bool = Fals
     p = _matrix(pred, "pred")
     t = _matrix(target, "target")
     _same_shape(p, t, "pred", "target")
-    _non_negative(t, "target")
-    n, c = t.shape
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or (c and not 1 <= k <= c):
-        raise MetricInputError(f"k must be an integer in [1, C={c}], got {k!r}")
+    sets = top_k_label_sets(t, k, ties, label_top)
     used = t.sum(axis=1) > 0
-    if n == 0 or not used.any():
+    if t.shape[0] == 0 or not used.any():
         return (float("nan"), 0) if return_count else float("nan")
-    p, t = p[used], t[used]
-    top = np.argmax(p, axis=1)
-    chosen = t[np.arange(len(t)), top]
-    kth = np.partition(t, c - k, axis=1)[:, c - k]  # k-th largest per row
-    hits = (chosen >= kth) & (chosen > 0)
+    top = np.argmax(p[used], axis=1)
+    hits = sets[used][np.arange(int(used.sum())), top]
     acc = float(hits.mean())
     return (acc, int(used.sum())) if return_count else acc
 
@@ -463,8 +519,12 @@ def _distributions(x: Any, name: str, normalize: bool) -> np.ndarray:
     return d
 
 
+KL_EPS = float(np.finfo(np.float64).eps)  # 2.22e-16, PyLDL's EPS
+KL_RULES = ("pyldl", "floor")
+
+
 def ldl_metrics_per_sample(
-    pred: Any, target: Any, eps: float = 1e-12, normalize: bool = False
+    pred: Any, target: Any, eps: float = KL_EPS, normalize: bool = False, kl: str = "pyldl"
 ) -> dict[str, np.ndarray]:
     """The six LDL measures of each sample; see :func:`ldl_metrics` for definitions. Returns (N,) arrays."""
     q = _distributions(pred, "pred", normalize)
@@ -475,19 +535,26 @@ def ldl_metrics_per_sample(
     diff = np.abs(p - q)
     total = p + q
     ratio = np.divide(diff, total, out=np.zeros_like(diff), where=total > 0)  # 0/0 terms are 0
-    logs = np.log(np.divide(p, np.maximum(q, eps), out=np.ones_like(p), where=p > 0))
+    if kl == "pyldl":
+        pc, qc = np.clip(p, eps, 1.0), np.clip(q, eps, 1.0)
+        kl_terms = pc * (np.log(pc) - np.log(qc))
+    elif kl == "floor":
+        kl_terms = p * np.log(np.divide(p, np.maximum(q, eps), out=np.ones_like(p), where=p > 0))
+    else:
+        raise MetricInputError(f"kl must be one of {', '.join(KL_RULES)}, got {kl!r}")
     norms = np.linalg.norm(p, axis=1) * np.linalg.norm(q, axis=1)
     return {
         "chebyshev": diff.max(axis=1) if diff.shape[1] else np.zeros(len(diff)),
         "clark": np.sqrt((ratio**2).sum(axis=1)),
         "canberra": ratio.sum(axis=1),
-        "kl": (p * logs).sum(axis=1),
+        "kl": kl_terms.sum(axis=1),
         "cosine": (p * q).sum(axis=1) / norms,
         "intersection": np.minimum(p, q).sum(axis=1),
     }
 
 
-def ldl_metrics(pred: Any, target: Any, eps: float = 1e-12, normalize: bool = False) -> dict[str, float]:
+def ldl_metrics(pred: Any, target: Any, eps: float = KL_EPS, normalize: bool = False,
+                kl: str = "pyldl") -> dict[str, float]:
     """The six label-distribution-learning measures of Geng (2016), averaged over samples.
 
     Shapes: ``pred`` (N, C) predicted distributions Q, ``target`` (N, C) true
@@ -509,18 +576,25 @@ def ldl_metrics(pred: Any, target: Any, eps: float = 1e-12, normalize: bool = Fa
 
     * Clark and Canberra: a term with P_j = Q_j = 0 is 0/0 and counts as 0
       (the two distributions agree there); if only one is 0 the term is 1.
-      Clark lies in [0, sqrt(C)], Canberra in [0, C];
-    * KL: terms with P_j = 0 are 0 (the limit 0 ln 0 = 0), whatever Q_j;
-      where P_j > 0, Q_j is clipped from below at ``eps`` (no
-      renormalisation), so a prediction that puts 0 on a true label gives a
-      large finite value, P_j ln(P_j / eps), instead of infinity. Outputs of a
-      softmax are never 0, so for them this is the exact KL;
+      Clark lies in [0, sqrt(C)], Canberra in [0, C]. (PyLDL clips both
+      distributions to [eps, 1] here too, which gives 0 and 1 - 2 eps / P_j
+      for those terms: the same numbers to 1e-15 for any P_j above 1e-3.)
+    * KL, ``kl="pyldl"`` (default): as PyLDL (the field's LDL library,
+      ``pyldl.algorithms.utils.kl_divergence``) computes it, both P and Q are
+      clipped to [``eps``, 1] with ``eps`` = float64 machine epsilon
+      (2.22e-16), no renormalisation, then sum_j P_j (ln P_j - ln Q_j). A
+      prediction that puts 0 on a true label costs P_j ln(P_j / 2.22e-16)
+      (a one-hot baseline scores far worse than with a 1e-12 floor); a zero
+      label entry contributes eps (ln eps - ln Q_j), below 1e-14.
+      ``kl="floor"``: terms with P_j = 0 are exactly 0 (0 ln 0 = 0) and only
+      Q is floored at ``eps``. Outputs of a softmax are never 0, so for them
+      both rules give the exact KL up to 1e-14;
     * identical distributions give 0 for the four distances and 1 for cosine
       and intersection.
 
     ``LDL_LOWER_IS_BETTER`` / ``LDL_HIGHER_IS_BETTER`` list the keys by direction.
     """
-    per = ldl_metrics_per_sample(pred, target, eps=eps, normalize=normalize)
+    per = ldl_metrics_per_sample(pred, target, eps=eps, normalize=normalize, kl=kl)
     return {name: _mean_or_nan(values) for name, values in per.items()}
 
 
@@ -654,11 +728,31 @@ def mse(a: Any, b: Any, axis: int | None = None):
 # --------------------------------------------------------------------------- #
 
 
-def random_top_k_baseline(num_classes: int = 27, k: int = 3) -> float:
-    """Chance top-k accuracy, k / C (3/27 = 0.111 for VCE), for labels without ties at the k-th place."""
+def random_top_k_baseline(num_classes: int = 27, k: int = 3, target: Any = None, ties: str = "paper",
+                          label_top: Any = None) -> float:
+    """Chance top-k accuracy of a uniformly random predicted class, under the tie rule in force.
+
+    Without ``target`` (or with ``ties="paper"``, where every row has exactly
+    k top classes): k / C, 3/27 = 0.111 for VCE. With ``target`` (N, C) and
+    ``ties="inclusive"`` or ``label_top``: the mean over the counted
+    (non-all-zero) rows of (number of classes counted as top k) / C, which is
+    above k / C when labels tie at the k-th place and below it when they have
+    fewer than k non-zero entries. No counted row: ``nan``.
+    """
     if num_classes < 1 or not 1 <= k <= num_classes:
         raise MetricInputError(f"need 1 <= k <= num_classes, got k={k}, num_classes={num_classes}")
-    return k / num_classes
+    if target is None or (ties == "paper" and label_top is None):
+        if ties not in TOP_K_TIES:
+            raise MetricInputError(f"ties must be one of {', '.join(TOP_K_TIES)}, got {ties!r}")
+        return k / num_classes
+    t = _matrix(target, "target")
+    if t.shape[1] != num_classes:
+        raise MetricInputError(f"target has {t.shape[1]} classes but num_classes={num_classes}")
+    used = t.sum(axis=1) > 0
+    if not used.any():
+        return float("nan")
+    sets = top_k_label_sets(t, k, ties, label_top)
+    return float(sets[used].sum(axis=1).mean() / num_classes)
 
 
 def random_pairwise_baseline() -> float:

@@ -37,7 +37,7 @@ MAIN_METRICS = {
     "vce": ["top3_accuracy", "kl", "cosine", "intersection", "chebyshev", "clark", "canberra"],
     "danmaku_ldl": ["kl", "cosine", "intersection", "chebyshev", "clark", "canberra"],
     "eev": ["map", "gap", "mean_pearson"],
-    "viewer_valence": ["mean_viewer_accuracy", "average_viewer_accuracy"],
+    "viewer_valence": ["mean_accuracy", "mean_viewer_accuracy", "average_viewer_accuracy"],
     "v2v": ["pairwise_accuracy", "listwise_accuracy", "n_pairs", "n_lists"],
     "v2v_from_emotions": ["pairwise_accuracy", "listwise_accuracy", "n_pairs", "n_lists"],
 }
@@ -79,11 +79,38 @@ def _table_rows(task: str, runs: list[dict]) -> tuple[list[str], list[list[str]]
             joy = r["info"]["joy_only"].get("test", {})
             rows.append([f"{r['head']} (joy only)", r["feature_set"], str(r["seed"]), ""]
                         + [_fmt(joy.get(k)) for k in keys] + [""])
-        for name, m in r.get("baselines", {}).items():
-            baselines.setdefault(name, m)
-    for name, m in baselines.items():
-        rows.append([f"baseline: {name}", "", "", ""] + [_fmt(m.get(k)) for k in keys] + [""])
+        # baselines are scored on the run's own test units: runs whose feature sets cover
+        # different videos get their own baseline rows
+        baselines.setdefault(json.dumps(r.get("baselines", {}), sort_keys=True), []).append(r)
+    for group in baselines.values():
+        features = "" if len(baselines) == 1 else ", ".join(sorted({r["feature_set"] for r in group}))
+        n = group[0].get("n", {}).get("test", "?")
+        for name, m in group[0].get("baselines", {}).items():
+            rows.append([f"baseline: {name}", features, "", f"-/-/{n}"] + [_fmt(m.get(k)) for k in keys] + [""])
     return header, rows
+
+
+def metric_rules(runs: list[dict]) -> dict[str, list[str]]:
+    """The top-3 tie rule and KL rule each run was scored with (their settings, defaults filled)."""
+    out: dict[str, set] = {"top3_ties": set(), "kl": set()}
+    for r in runs:
+        if r["task"] not in ("vce", "danmaku_ldl"):
+            continue
+        settings = r.get("settings") or {}
+        if r["task"] == "vce":
+            out["top3_ties"].add(settings.get("top3_ties", "paper"))
+        out["kl"].add(settings.get("kl", "pyldl"))
+    return {k: sorted(v) for k, v in out.items() if v}
+
+
+RULE_TEXT = {
+    ("top3_ties", "paper"): "top-3 accuracy as the VCE paper takes it: the predicted emotion among exactly the "
+                            "3 largest label entries, ties broken in taxonomy order, chance 3/27",
+    ("top3_ties", "inclusive"): "top-3 accuracy counting every emotion tied at the third label value (chance "
+                                "from the same labels)",
+    ("kl", "pyldl"): "KL as PyLDL computes it: both distributions clipped to [2.2e-16, 1] (float64 eps)",
+    ("kl", "floor"): "KL with zero label terms 0 and the prediction floored at 2.2e-16",
+}
 
 
 # ------------------------------------------------------------------ plots
@@ -325,18 +352,21 @@ def build_report(dataset_dir: str | Path, out: str | Path, inputs: list[Path] | 
         "dataset": dataset, "simulated_labels": simulated,
         "config_hash": fingerprint(sorted(r.get("config_hash", "") for r in runs)),
         "runs": [{k: r.get(k) for k in ("task", "head", "feature_set", "features", "seed", "config_hash", "n",
-                                        "val_from_train", "baselines", "fit_s")}
+                                        "val_from_train", "baselines", "fit_s", "settings")}
                  | {"metrics": r["metrics"], "dir": r["dir"],
                     "info": {k: v for k, v in r.get("info", {}).items() if k != "history"},
                     "epochs": {k: len(v) for k, v in _histories(r).items()}} for r in runs],
         "plots": [p.name for p in plots],
+        "metric_rules": metric_rules(runs),
     }
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
 
+    rules = "; ".join(RULE_TEXT[(k, v)] for k, vs in summary["metric_rules"].items() for v in vs)
     intro = (f"Dataset `{dataset}`: {len(runs)} run(s) (task x head x feature set); metrics on the test split, "
-             "each beside the trivial baselines computed from the training split. LDL distances (kl, chebyshev, "
-             "clark, canberra) are lower-is-better; cosine, intersection and every accuracy/AP higher-is-better.")
+             "each beside the trivial baselines scored on the same test units (those fitted, from the training "
+             "split). LDL distances (kl, chebyshev, clark, canberra) are lower-is-better; cosine, intersection "
+             "and every accuracy/AP higher-is-better." + (f" Rules: {rules}." if rules else ""))
     md = [f"# evoke report: {dataset}", ""]
     body = [f"<h1>evoke report: {html.escape(dataset)}</h1>"]
     if simulated:

@@ -49,9 +49,11 @@ def test_unknown_extractor(small, tmp_path):
 
 @pytest.mark.parametrize("head", ["linear", "full"])
 def test_single_class_split(small, tmp_path, head):
-    p = small / "labels" / "viewer_valence.parquet"
-    df = pl.read_parquet(p)
-    df.with_columns(pl.col(c).fill_null(1) * 0 + 1 for c in df.columns if c.startswith("valence_bin")).write_parquet(p)
+    for name in ("viewer_valence.parquet", "viewer_valence_segments.parquet"):
+        p = small / "labels" / name
+        df = pl.read_parquet(p)
+        df.with_columns(pl.col(c).fill_null(1) * 0 + 1 for c in df.columns
+                        if c.startswith("valence_bin")).write_parquet(p)
     with pytest.raises((TaskError, HeadDataError), match="single class"):
         run_task("viewer_valence", head, FEATURES, small, tmp_path / "out", FAST)
 

@@ -73,7 +73,7 @@ def test_accept_reviews_and_retrain(tmp_path):
     corpus = read_corpus(FIXTURES / "danmaku_corpus_zh.csv")
     data = pl.concat([corpus, out.select("text", *[pl.col(f"y_{e}").cast(pl.Int8) for e in EMOTIONS])])
     assert np.isnan(targets(data)).sum() == 1
-    model = train_model(data, "light", eval_fraction=0)
+    model = train_model(data, "light", split=(1, 0, 0))
     assert model.meta["n_train"] == corpus.height + 3 and model.meta["positives"]["fear"] == 31
     bad = q.with_columns(pl.lit("perhaps").alias("decision"))
     with pytest.raises(DanmakuError, match="line 2: 'perhaps'"):
@@ -111,8 +111,11 @@ def test_windows_sum_to_one_or_are_empty():
     assert vs["time_s"].to_list() == [float(i) for i in range(14)]
     assert vs["window"].to_list() == [0] * 5 + [1] * 5 + [2] * 4
     assert vs.filter(pl.col("window") == 0)["p_like"].to_list() == [pytest.approx(2 / 3)] * 5
-    with pytest.raises(DanmakuError, match="lack column"):
-        danmaku_windows(s.drop("p_joy"))
+    # a classifier trained without an emotion: shares over the others, no column for it
+    no_joy = danmaku_windows(s.drop("p_joy"), durations={"v": 14.0})
+    assert "p_joy" not in no_joy.columns and "p_like" in no_joy.columns
+    with pytest.raises(DanmakuError, match="no p_"):
+        danmaku_windows(s.drop(*P_COLS))
 
 
 def test_random_windows_property():

@@ -68,7 +68,7 @@ def test_every_builder_on_the_demo(tmp_path, run_cli):
         ("danmaku", "accept", "--labelled", out / "auto.parquet", "--queue", out / "queue.csv",
          "--out", out / "labelled.parquet"),
         ("danmaku", "train", "--corpus", ann / "danmaku_corpus.csv", "--extra", out / "labelled.parquet",
-         "--eval-fraction", "0", "--out", out / "model2"),
+         "--split", "1,0,0", "--out", out / "model2"),
         ("danmaku", "windows", "--scored", out / "scored.parquet", "--window", "5", "--out", out / "windows.parquet",
          "--seconds-out", out / "seconds.parquet"),
     ]
@@ -130,7 +130,7 @@ def test_probe_mode_cli_writes_failures(tmp_path, run_cli, monkeypatch):
     assert fail.select("video_id", "stage").rows() == [("b", "labels")]
     # windows up to each video's end; b (unparsable) has no comments but a file: all empty
     model_dir = tmp_path / "m"
-    assert run_cli("danmaku", "train", "--corpus", FIXTURES / "danmaku_corpus_zh.csv", "--eval-fraction", "0",
+    assert run_cli("danmaku", "train", "--corpus", FIXTURES / "danmaku_corpus_zh.csv", "--split", "1,0,0",
                    "--out", model_dir)[0] == 0
     assert run_cli("danmaku", "classify", "--model", model_dir, "--comments", tmp_path / "c.parquet",
                    "--out", tmp_path / "s.parquet")[0] == 0

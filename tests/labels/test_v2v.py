@@ -125,7 +125,7 @@ def labels_table(n_per_split: dict[str, int], k: int = 6, seed: int = 0) -> pl.D
 def test_sample_determinism_duplicates_proportions_balance():
     labels = labels_table({"train": 60, "val": 25, "test": 25})
     preds = labels.select("video_id", pl.Series("score", np.random.default_rng(5).normal(size=labels.height)))
-    cfg = V2VSampleConfig(n=90, seed=3)
+    cfg = V2VSampleConfig(n=90, seed=3, balance_by="split")
     a = v2v_sample(labels, cfg, preds).table
     b = v2v_sample(labels.sample(fraction=1.0, shuffle=True, seed=9), cfg, preds).table  # input order irrelevant
     assert a.equals(b)
@@ -149,14 +149,15 @@ def test_sample_determinism_duplicates_proportions_balance():
     assert inf["label_l1"].mean() > rnd["label_l1"].mean() > sim["label_l1"].mean()
     assert inf["prediction_distance"].mean() < rnd["prediction_distance"].mean()
     # another seed gives other random pairs
-    c = v2v_sample(labels, V2VSampleConfig(n=90, seed=4), preds).table
+    c = v2v_sample(labels, V2VSampleConfig(n=90, seed=4, balance_by="split"), preds).table
     assert not c.filter(pl.col("kind") == "random").equals(rnd)
 
 
 def test_sample_exclusions_small_groups_and_large_groups():
     labels = labels_table({"train": 5, "test": 200})
     done = pl.DataFrame({"less_pleasant": ["train_000"], "more_pleasant": ["train_001"]})
-    res = v2v_sample(labels, V2VSampleConfig(n=40, candidate_factor=5, max_exhaustive=50), exclude=done)
+    res = v2v_sample(labels, V2VSampleConfig(n=40, candidate_factor=5, max_exhaustive=50, balance_by="split",
+                                             proportions=(("random", 0.5), ("similar", 0.5))), exclude=done)
     t = res.table
     train = t.filter(pl.col("split") == "train")
     assert train.height == 9  # 10 possible pairs of 5 videos, one already annotated
@@ -173,6 +174,111 @@ def test_sample_without_groups_or_predictions():
     assert t.height == 20 and t["prediction_distance"].null_count() == 20
     with pytest.raises(LabelError, match="unknown pair kind"):
         V2VSampleConfig(proportions=(("hard", 1.0),))
+
+
+def _evoke_predictions(labels: pl.DataFrame, rng) -> pl.DataFrame:
+    """A VCE run's predictions.parquet: video_id, split, pred_{emotion} (every split predicted)."""
+    cols = [c for c in labels.columns if c.startswith("p_")]
+    noisy = labels.select(cols).to_numpy() + rng.normal(0, 0.05, (labels.height, len(cols)))
+    return labels.select("video_id", "split").with_columns(
+        pl.Series(f"pred_{c[2:]}", noisy[:, j]) for j, c in enumerate(cols))
+
+
+def test_sample_reads_evoke_predictions_and_ranks_as_the_paper_says():
+    rng = np.random.default_rng(11)
+    labels = labels_table({"train": 14})
+    preds = _evoke_predictions(labels, rng)
+    cfg = V2VSampleConfig(n=30, balance_by=None, proportions=(("informative", 0.5), ("similar_prediction", 0.5)))
+    res = v2v_sample(labels, cfg, preds)
+    assert res.info["predictions"] == "distribution" and res.info["warnings"] == []
+    # independent computation over every pair of the group
+    ids = labels["video_id"].to_list()
+    P = labels.select([c for c in labels.columns if c.startswith("p_")]).to_numpy()
+    Q = preds.select([c for c in preds.columns if c.startswith("pred_")]).to_numpy()
+    pairs = list(itertools.combinations(range(len(ids)), 2))
+    l1 = np.array([np.abs(P[i] - P[j]).sum() for i, j in pairs])
+    pd = np.array([np.abs(Q[i] - Q[j]).sum() for i, j in pairs])
+    informative = [pairs[k] for k in np.lexsort((np.arange(len(pairs)), -(l1 / 2 - pd / pd.max())))[:15]]
+    t = res.table
+    got = [tuple(sorted((ids.index(a), ids.index(b)))) for a, b in
+           t.filter(pl.col("kind") == "informative").sort("rank").select("video_a", "video_b").rows()]
+    assert got == informative
+    rest = [k for k in np.argsort(pd, kind="stable") if pairs[k] not in set(informative)][:15]
+    sim = t.filter(pl.col("kind") == "similar_prediction").sort("rank")
+    assert sim["prediction_distance"].to_numpy() == pytest.approx(pd[rest])
+    assert sim["label_l1"].to_numpy() == pytest.approx(l1[rest])
+    # a per-second predictions table is averaged per video: the same pairs
+    twice = pl.concat([preds, preds.with_columns(pl.col(c) * 1.0 for c in preds.columns if c.startswith("pred_"))])
+    assert v2v_sample(labels, cfg, twice).table.equals(t)
+
+
+def test_sample_without_predictions_warns_loudly(caplog):
+    labels = labels_table({"train": 10})
+    with caplog.at_level("WARNING", logger="evoke.labels.v2v"):
+        res = v2v_sample(labels, V2VSampleConfig(n=10, balance_by=None))
+    assert "uninformative" in caplog.text and res.info["warnings"] and "uninformative" in res.info["warnings"][0]
+    with pytest.raises(LabelError, match="similar_prediction pairs need"):
+        v2v_sample(labels, V2VSampleConfig(n=10, proportions=(("similar_prediction", 1.0),)))
+
+
+def test_sample_balances_by_source_site_or_any_column():
+    labels = labels_table({"train": 24}).drop("split")
+    sites = ["https://www.youtube.com/watch?v={}", "https://www.bilibili.com/video/{}", "/data/clips/{}.mp4"]
+    manifest = pl.DataFrame({"video_id": labels["video_id"],
+                             "source": [sites[i % 3].format(i) for i in range(labels.height)],
+                             "creator": [f"c{i % 2}" for i in range(labels.height)]})
+    res = v2v_sample(labels, V2VSampleConfig(n=30, proportions=(("random", 1.0),)), video_table=manifest)
+    t = res.table
+    assert res.info["balance_by"] == "source" and sorted(res.info["groups"]) == ["bilibili.com", "local",
+                                                                                 "youtube.com"]
+    assert t.group_by("source").len()["len"].to_list() == [10, 10, 10]
+    site = {v: s for v, s in zip(manifest["video_id"], ["youtube.com", "bilibili.com", "local"] * 8)}
+    assert all(site[a] == site[b] == g for a, b, g in t.select("video_a", "video_b", "source").rows())
+    by_creator = v2v_sample(labels, V2VSampleConfig(n=20, balance_by="creator", proportions=(("random", 1.0),)),
+                            video_table=manifest).table
+    assert by_creator.group_by("creator").len().sort("creator")["len"].to_list() == [10, 10]
+    creator = dict(manifest.select("video_id", "creator").rows())
+    assert all(creator[a] == creator[b] for a, b in by_creator.select("video_a", "video_b").rows())
+
+
+def test_vce_run_predicts_every_split_for_sampling(tmp_path):
+    from evoke.heads.synthetic import write_synthetic_dataset
+    from evoke.tasks import run_task
+
+    d = tmp_path / "syn"
+    write_synthetic_dataset(d, n_videos=20, seconds=(3, 4), seed=1, tables=("vce",))
+    run_task("vce", "linear", ["colour"], d, tmp_path / "run", {"predict_all_splits": True})
+    pred = pl.read_parquet(tmp_path / "run" / "predictions.parquet")
+    assert set(pred["split"]) == {"train", "val", "test"} and pred["video_id"].n_unique() == 20
+    labels = pl.read_parquet(d / "labels" / "vce.parquet")
+    res = v2v_sample(labels, V2VSampleConfig(n=20, balance_by=None), pred)
+    assert res.info["n_videos_with_predictions"] == 20
+    assert res.table["prediction_distance"].null_count() == 0
+
+
+def test_workflow_wires_the_sampling_predictions(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import DEMO_ANNOTATIONS, REPO
+
+    if not (DEMO_ANNOTATIONS / "vce_responses.csv").is_file():
+        pytest.skip("demo not built")
+    (tmp_path / "data").symlink_to(REPO / "data")
+    run = "train/vce/linear/colour+motion/predictions.parquet"
+    import yaml
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["labels"]["v2v_sample"] = {"predictions": run}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "-n", "-p",
+                        "--cores", "1", "results/demo/labels/v2v_sample.parquet"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    plan = r.stdout
+    assert f"--predictions results/demo/{run}" in plan
+    train = next(line for line in plan.splitlines() if "train --task vce --head linear" in line)
+    assert "predict_all_splits" in train
 
 
 def test_demo_votes_end_to_end():

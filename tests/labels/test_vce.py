@@ -124,6 +124,60 @@ def test_audio_min_annotators_and_all_zero():
     assert v3["all_zero"] is True and v3["p_joy"] is None and v3["top1"] is None and v3["emodiversity"] is None
 
 
+def test_audio_flagged_responses_are_counted_never_averaged():
+    """The form: a viewer who needs the sound selects nothing and ticks the box. Those responses
+    count in n_relies_on_audio and n_responses, never in the mean, also with empty_response=zero."""
+    rows = long(TINY + [
+        ("a7", "v1", None, None, True),  # flagged, empty: "could not judge"
+        ("a8", "v1", None, None, True),
+        ("c1", "v2", "awe", 4, False),
+        ("c2", "v2", None, None, True),
+        ("c3", "v2", None, None, True),
+        ("c4", "v2", None, None, True),
+        ("d1", "v3", None, None, True),  # nobody could judge v3 without sound
+    ])
+    for empty in ("drop", "zero"):
+        res = aggregate_vce(rows, SMALL.replace(empty_response=empty))
+        t = {r["video_id"]: r for r in res.table.iter_rows(named=True)}
+        # v1: a1 (flagged but non-empty, kept), a2, a3 averaged; a7, a8 only counted
+        assert (t["v1"]["n_annotators"], t["v1"]["n_responses"], t["v1"]["n_relies_on_audio"]) == (3, 5, 3)
+        assert t["v1"]["intensity_joy"] == pytest.approx((10 + 4 + 2) / 3 / 10)
+        assert (t["v2"]["n_annotators"], t["v2"]["n_relies_on_audio"]) == (1, 3)
+        assert t["v2"]["intensity_awe"] == pytest.approx(0.4)
+        assert "v3" not in t and res.dropped.counts["video_too_few_annotators"] == 1
+        assert "empty_response" not in res.dropped.counts
+    # audio=drop leaves a1's emotions out of the mean but still counts a1 as flagged
+    d = aggregate_vce(rows, SMALL.replace(audio="drop"))
+    v1 = d.table.filter(pl.col("video_id") == "v1").row(0, named=True)
+    assert (v1["n_annotators"], v1["n_relies_on_audio"]) == (2, 3)
+    assert v1["intensity_joy"] == pytest.approx((4 + 2) / 2 / 10)
+    # max_audio_share: v2 (3 of 4 flagged) goes at 0.5, v1 (3 of 5) at 0.5 too, not at 0.6
+    half = aggregate_vce(rows, SMALL.replace(max_audio_share=0.5))
+    assert half.table["video_id"].to_list() == [] and half.dropped.counts["video_relies_on_audio"] == 3
+    share = aggregate_vce(rows, SMALL.replace(max_audio_share=0.6))
+    assert share.table["video_id"].to_list() == ["v1"] and share.dropped.counts["video_relies_on_audio"] == 2
+    with pytest.raises(LabelError, match="max_audio_share"):
+        SMALL.replace(max_audio_share=1.5)
+
+
+def test_schema_and_cli_accept_the_same_audio_values():
+    import argparse
+
+    import yaml
+
+    from evoke.labels import cli as labels_cli
+
+    schema = yaml.safe_load(open(__file__.rsplit("/tests/", 1)[0] + "/workflow/schemas/config.schema.yaml"))
+    enum = schema["properties"]["labels"]["properties"]["vce"]["properties"]["audio"]["enum"]
+    parser = argparse.ArgumentParser()
+    labels_cli.register(parser.add_subparsers())
+    action = next(a for a in parser._subparsers._group_actions[0].choices["labels"]._subparsers._group_actions[0]
+                  .choices["vce"]._actions if a.dest == "audio")
+    assert sorted(enum) == sorted(action.choices)
+    for value in enum:
+        VceConfig(audio=value)
+
+
 def test_annotator_filter_removes_the_random_one():
     rng = np.random.default_rng(0)
     emotions = SMALL.emotions

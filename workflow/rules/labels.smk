@@ -3,7 +3,8 @@
 #   labels/vce.parquet                       per-video VCE intensities, distribution, top-3, emodiversity
 #   labels/v2v_pairs.parquet                 pairs agreed on by 8 of 9 votes, less pleasant first
 #   labels/v2v_lists.parquet                 lists of 3 and 4 videos ordered by pleasantness
-#   labels/v2v_sample.parquet                pairs proposed for the next annotation round
+#   labels/v2v_sample.parquet                pairs proposed for the next annotation round (from
+#                                            labels.v2v_sample.predictions when set)
 #   labels/eev.parquet                       EEV expressions at 1 Hz
 #   labels/viewer_valence.parquet            per-viewer and average-viewer values per second
 #   labels/viewer_valence_segments.parquet   the same per subtitle cue (or fixed-length segment)
@@ -14,6 +15,8 @@
 #   labels/danmaku_seconds.parquet           the 1 Hz frames with their window's distribution
 #   labels/failures.parquet                  danmaku files that could not be parsed
 # A builder whose annotation file is set to null in the config is left out of `labels`.
+# Pre-built tables (labels.tables, e.g. from `evoke import`): rule labels_table checks each
+# against its schema and puts it at labels/{name}.parquet instead of its builder's output.
 # Table columns: the docstrings of evoke.labels.* and evoke.danmaku.*.
 
 import shlex
@@ -27,6 +30,34 @@ EEV_CSV = LABELS.file("eev", "csv", "eev.csv")
 VIEWER_RATINGS = LABELS.files("viewers", "ratings", ["viewer_valence.csv"])
 VIEWER_SUBTITLES = LABELS.files("viewers", "subtitles", [])
 DANMAKU_CORPUS = LABELS.file("danmaku", "corpus", "danmaku_corpus.csv")
+# model predictions for V2V pair sampling, relative to results/{dataset}: a train run's
+# predictions.parquet (that run then predicts every split, see train.smk's train_settings)
+SAMPLE_PREDICTIONS = LABELS.get("v2v_sample", "predictions")
+LABEL_TABLES = dict(LABELS.block.get("tables") or {})
+
+
+rule labels_table:
+    input:
+        lambda w: LABEL_TABLES[w.table],
+    output:
+        f"{D}/labels/{{table}}.parquet",
+    log:
+        f"{D}/logs/labels/table_{{table}}.log",
+    benchmark:
+        f"{D}/benchmarks/labels/table_{{table}}.tsv"
+    wildcard_constraints:
+        table=one_of(sorted(LABEL_TABLES)),
+    shell:
+        "{EVOKE} tables check {wildcards.table} {input:q} --out {output:q} > {log:q} 2>&1"
+
+
+# a table given in labels.tables wins over the builder that would write it
+ruleorder: labels_table > labels_vce
+ruleorder: labels_table > labels_v2v_votes
+ruleorder: labels_table > labels_v2v_lists
+ruleorder: labels_table > labels_eev
+ruleorder: labels_table > labels_viewers
+ruleorder: labels_table > danmaku_windows
 
 
 rule labels_vce:
@@ -43,6 +74,7 @@ rule labels_vce:
         flags=cli_flags(
             emotions=LABELS.get("vce", "emotions"),
             audio=LABELS.get("vce", "audio", "keep"),
+            max_audio_share=LABELS.get("vce", "max_audio_share"),
             empty_response=LABELS.get("vce", "empty_response", "drop"),
             all_zero=LABELS.get("vce", "all_zero", "drop"),
             min_annotators=LABELS.get("vce", "min_annotators", 1),
@@ -77,7 +109,7 @@ rule labels_v2v_votes:
 
 rule labels_v2v_lists:
     input:
-        pairs=rules.labels_v2v_votes.output[0],
+        pairs=str(rules.labels_v2v_votes.output[0]),  # a plain path: labels.tables may provide it
     output:
         f"{D}/labels/v2v_lists.parquet",
     log:
@@ -96,8 +128,9 @@ rule labels_v2v_lists:
 
 rule labels_v2v_sample:
     input:
-        labels=rules.labels_vce.output[0],
-        exclude=rules.labels_v2v_votes.output[0] if V2V_VOTES else [],
+        labels=str(rules.labels_vce.output[0]),  # plain paths: labels.tables may provide them
+        exclude=str(rules.labels_v2v_votes.output[0]) if V2V_VOTES else [],
+        predictions=f"{D}/{SAMPLE_PREDICTIONS}" if SAMPLE_PREDICTIONS else [],
         videos=config["manifest"],
     output:
         f"{D}/labels/v2v_sample.parquet",
@@ -111,13 +144,16 @@ rule labels_v2v_sample:
             proportions=LABELS.get(
                 "v2v", "sample_proportions", {"informative": 0.6, "random": 0.2, "similar": 0.2}
             ),
-            balance_by=LABELS.get("v2v", "balance_by", "split"),
+            balance_by=LABELS.get("v2v", "balance_by", "source") or "none",
             seed=LABELS.get("v2v", "seed", 0),
         ),
         exclude=lambda w, input: f"--exclude {shlex.quote(input.exclude)}" if input.exclude else "",
+        predictions=lambda w, input: (
+            f"--predictions {shlex.quote(input.predictions)}" if input.predictions else ""
+        ),
     shell:
         "{EVOKE} labels v2v-sample --labels {input.labels:q} --videos {input.videos:q}"
-        " {params.exclude} {params.flags} --out {output:q} > {log:q} 2>&1"
+        " {params.exclude} {params.predictions} {params.flags} --out {output:q} > {log:q} 2>&1"
 
 
 rule labels_eev:
@@ -208,7 +244,8 @@ rule danmaku_train:
             label_map=LABELS.get("danmaku", "label_map"),
             pretrained=LABELS.get("danmaku", "pretrained"),
             epochs=LABELS.get("danmaku", "epochs"),
-            eval_fraction=LABELS.get("danmaku", "eval_fraction", 0.2),
+            split=LABELS.get("danmaku", "split", [0.8, 0.1, 0.1]),
+            emotions=LABELS.get("danmaku", "emotions"),
             seed=LABELS.get("danmaku", "seed", 0),
         ),
     shell:
@@ -262,10 +299,14 @@ if V2V_VOTES:
     LABEL_TARGETS.extend(rules.labels_v2v_lists.output)
 if EEV_CSV:
     LABEL_TARGETS.extend(rules.labels_eev.output)
-if VIEWER_RATINGS:
+# the viewers builder writes two tables in one job: a given viewer_valence table replaces it
+if VIEWER_RATINGS and "viewer_valence" not in LABEL_TABLES:
     LABEL_TARGETS.extend(rules.labels_viewers.output)
-if DANMAKU_CORPUS:
+if DANMAKU_CORPUS and "danmaku_seconds" not in LABEL_TABLES:  # the same: two tables in one job
     LABEL_TARGETS.extend(rules.danmaku_windows.output)
+# plain paths, not rules.X.output (which would tie each to its builder and bypass the ruleorder)
+LABEL_TARGETS = list(dict.fromkeys([str(p) for p in LABEL_TARGETS]
+                                   + [f"{D}/labels/{name}.parquet" for name in sorted(LABEL_TABLES)]))
 
 
 rule labels:
@@ -275,3 +316,4 @@ rule labels:
 
 localrules:
     labels,
+    labels_table,

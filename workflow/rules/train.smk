@@ -1,8 +1,12 @@
 # Stage 5, train: one job per (task, head, feature set) from the config's train block.
 #   results/{dataset}/train/{task}/{head}/{featureset}/metrics.json, predictions.parquet,
-#   checkpoint/ (full heads). A feature set's folder is its extractors sorted and joined
-#   by "+" (colour+motion); tasks that read no features (v2v_from_emotions) use "labels".
+#   model/ (the saved head and its model.json card, for evoke predict), checkpoint/ (full
+#   heads). A feature set's folder is its extractors sorted and joined by "+"
+#   (colour+motion); tasks that read no features (v2v_from_emotions) use "labels".
+import os
+
 from evoke.heads.data import DEFAULT_MEMORY_MB
+from evoke.predict.model import INGEST_KEYS
 from evoke.tasks import TASKS, featureset_name_of
 
 TRAIN = config.get("train", {})
@@ -52,8 +56,12 @@ def train_inputs(wildcards):
 
 
 def train_settings(wildcards):
-    keys = ("seed", "val_fraction", "feature_memory_mb", "full", "lightgbm", "linear")
+    keys = ("seed", "val_fraction", "feature_memory_mb", "full", "lightgbm", "linear",
+            "top3_ties", "kl", "viewer_valence")
     block = {k: TRAIN[k] for k in keys if k in TRAIN}
+    run = f"train/{wildcards.task}/{wildcards.head}/{wildcards.featureset}/predictions.parquet"
+    if SAMPLE_PREDICTIONS and os.path.normpath(SAMPLE_PREDICTIONS) == run:
+        block["predict_all_splits"] = True  # V2V pair sampling reads a prediction for every video
     return shlex.quote(json.dumps(block, sort_keys=True))
 
 
@@ -69,6 +77,7 @@ rule train_head:
     output:
         metrics=f"{D}/train/{{task}}/{{head}}/{{featureset}}/metrics.json",
         predictions=f"{D}/train/{{task}}/{{head}}/{{featureset}}/predictions.parquet",
+        model=f"{D}/train/{{task}}/{{head}}/{{featureset}}/model/model.json",
     log:
         f"{D}/logs/train/{{task}}/{{head}}/{{featureset}}.log",
     benchmark:
@@ -80,12 +89,15 @@ rule train_head:
         runtime=240,
     params:
         settings=train_settings,
+        # what ingest settings change in a video's media, for the model card (evoke predict)
+        ingest=shlex.quote(json.dumps({k: config["ingest"][k] for k in INGEST_KEYS})),
         features=lambda w: "" if w.featureset == "labels" else w.featureset,
         out=lambda w: f"{D}/train/{w.task}/{w.head}/{w.featureset}",
     shell:
         "{EVOKE} train --task {wildcards.task} --head {wildcards.head}"
         " --features '{params.features}' --dataset {DATASET} --out {params.out:q}"
-        " --settings {params.settings} --threads {threads} > {log:q} 2>&1"
+        " --settings {params.settings} --ingest-settings {params.ingest}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule train:

@@ -13,26 +13,41 @@ error that lists them. Extra labelled sets from the labelling loop
 (:mod:`evoke.danmaku.loop`: ``text`` and ``y_{emotion}`` columns, 1/0/null)
 can be added: a null leaves that emotion's classifier without the example.
 
-**Heads** (:func:`train_model`):
+**Evaluation** (:func:`train_model`), as the danmaku paper does it: the
+labelled texts are split 8:1:1 (seeded, stratified by each text's first
+emotion) into train, validation and test parts; the model is chosen on the
+validation part (light: the C of :data:`C_GRID` with the best validation
+macro AUC; bert: the epoch with the best validation macro AUC) and scored on the
+test part: accuracy (threshold 0.5) and ROC AUC per emotion, F1 and support
+beside them, and their macro means (``meta["metrics"]``, ``meta["val_metrics"]``).
 
-* ``light``: character 1-2-gram TF-IDF (sublinear; comments normalised: runs
+**Emotions**: the six by default, or ``emotions`` (``--emotions``). An
+emotion the corpus cannot train (no positive or no negative example in the
+training part) is skipped when it was not asked for by name: it is named in
+``meta["missing_emotions"]`` with the reason, a warning is logged, and its
+``p_`` column is left out of the scores. Asked for by name, it is an error.
+
+**Heads**:
+
+* ``light``: character 1-3-gram TF-IDF (sublinear; comments normalised: runs
   shortened, URLs and @mentions masked) and one
-  L2-regularised logistic regression per emotion (liblinear dual, C = 4, class
-  weights balanced so that rare emotions still cross 0.5). CPU, seconds.
+  L2-regularised logistic regression per emotion (liblinear dual, class
+  weights balanced so that rare emotions still cross 0.5; one C for all
+  emotions chosen on the validation part, 4 without one). CPU, seconds.
 * ``bert``: a Chinese BERT (default ``hfl/chinese-bert-wwm-ext``, BERT-wwm as
-  in the seed) fine-tuned with one shared encoder and six sigmoid outputs
-  trained with per-emotion binary cross-entropy (masked where a label is
-  unknown): six binary classifiers that share the encoder instead of six
+  in the seed) fine-tuned with one shared encoder and one sigmoid output per
+  emotion trained with per-emotion binary cross-entropy (masked where a label
+  is unknown): binary classifiers that share the encoder instead of six
   copies of BERT. Weights come from a local path or the Hugging Face cache;
   when neither has them the run stops and says how to fetch them.
 
-**Model folder**: ``model.json`` (head, emotions, label map, training sizes,
-held-out metrics, versions) plus ``light.joblib`` (pickled scikit-learn
-objects: load only folders you trust) or ``bert/`` (``save_pretrained``
-model and tokenizer). Written atomically.
+**Model folder**: ``model.json`` (head, emotions, label map, split sizes,
+validation and test metrics, versions) plus ``light.joblib`` (pickled
+scikit-learn objects: load only folders you trust) or ``bert/``
+(``save_pretrained`` model and tokenizer). Written atomically.
 
 **Scores** (:func:`score_comments`): the comment table with one column
-``p_{emotion}`` (float64, 0-1) per emotion added.
+``p_{emotion}`` (float64, 0-1) per emotion of the model added.
 """
 
 from __future__ import annotations
@@ -149,65 +164,105 @@ def preprocess(text: str) -> str:
 # --------------------------------------------------------------------------- heads
 
 
+C_GRID = (1.0, 2.0, 4.0, 8.0)
+
+
+def _both_classes(col: np.ndarray) -> bool:
+    known = col[~np.isnan(col)]
+    return known.size > 0 and known.min() != known.max()
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    known = ~np.isnan(y)
+    yk = y[known].astype(int)
+    return float(roc_auc_score(yk, p[known])) if np.unique(yk).size == 2 else None
+
+
 @dataclass
 class LightHead:
-    """Character n-gram TF-IDF + one logistic regression per emotion."""
+    """Character n-gram TF-IDF + one logistic regression per emotion (columns of ``y``).
 
-    ngram_range: tuple[int, int] = (1, 2)
+    ``C`` None: one C for all the emotions, the value of :data:`C_GRID` with
+    the best validation macro AUC (one shared value: a rare emotion's own
+    validation AUC, from a dozen positives, picks its C by chance); 4 without
+    a validation part."""
+
+    ngram_range: tuple[int, int] = (1, 3)
     min_df: int = 1
-    C: float = 4.0
+    C: float | None = None
     class_weight: str | None = "balanced"
     vectorizer: object = None
     classifiers: list = field(default_factory=list)
+    chosen_C: list = field(default_factory=list)
 
-    def fit(self, texts: list[str], y: np.ndarray) -> "LightHead":
+    def fit(self, texts: list[str], y: np.ndarray, val: tuple[list[str], np.ndarray] | None = None,
+            emotions: list[str] | None = None, chosen_C: list[float] | None = None) -> "LightHead":
         from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
 
+        emotions = emotions or list(EMOTIONS)
         min_df = self.min_df if len(texts) >= 200 else 1
         self.vectorizer = TfidfVectorizer(analyzer="char", ngram_range=tuple(self.ngram_range), min_df=min_df,
                                           sublinear_tf=True, preprocessor=preprocess, dtype=np.float32)
         X = self.vectorizer.fit_transform(texts)
-        self.classifiers = []
-        for k, e in enumerate(EMOTIONS):
-            known = ~np.isnan(y[:, k])
-            yk = y[known, k].astype(int)
+        for k, e in enumerate(emotions):
+            yk = y[~np.isnan(y[:, k]), k]
             if len(np.unique(yk)) < 2:
                 raise DanmakuError(f"cannot train the '{e}' classifier: the training data has "
                                    f"{'no' if yk.sum() == 0 else 'only'} positive examples of it")
-            # the dual problem: far fewer texts than n-grams (4-5x faster here, same model)
-            clf = LogisticRegression(C=self.C, class_weight=self.class_weight, solver="liblinear", dual=True,
-                                     max_iter=1000)
-            clf.fit(X[known], yk)
-            self.classifiers.append(clf)
+        scored = [k for k in range(len(emotions)) if val is not None and len(val[0]) and _both_classes(val[1][:, k])]
+        if chosen_C is not None:
+            grid = [tuple(chosen_C)]
+        elif self.C is not None or not scored:
+            grid = [(self.C or 4.0,) * len(emotions)]
+        else:
+            grid = [(C,) * len(emotions) for C in C_GRID]
+        Xv = self.vectorizer.transform(val[0]) if len(grid) > 1 else None
+        best = None
+        for Cs in grid:
+            clfs = [self._fit_one(X, y[:, k], Cs[k]) for k in range(len(emotions))]
+            score = float(np.mean([_auc(val[1][:, k], clfs[k].predict_proba(Xv)[:, 1]) for k in scored])) \
+                if Xv is not None else 0.0
+            if best is None or score > best[0]:
+                best = (score, Cs, clfs)
+        self.chosen_C, self.classifiers = list(best[1]), best[2]
         return self
+
+    def _fit_one(self, X, col: np.ndarray, C: float):
+        from sklearn.linear_model import LogisticRegression
+
+        known = ~np.isnan(col)
+        # the dual problem: far fewer texts than n-grams (4-5x faster here, same model)
+        clf = LogisticRegression(C=C, class_weight=self.class_weight, solver="liblinear", dual=True, max_iter=1000)
+        return clf.fit(X[known], col[known].astype(int))
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         if not texts:
-            return np.zeros((0, len(EMOTIONS)))
+            return np.zeros((0, len(self.classifiers)))
         X = self.vectorizer.transform(texts)
         return np.column_stack([c.predict_proba(X)[:, 1] for c in self.classifiers])
 
     def save(self, folder: Path) -> None:
         import joblib
         joblib.dump({"vectorizer": self.vectorizer, "classifiers": self.classifiers,
-                     "ngram_range": self.ngram_range, "C": self.C}, folder / "light.joblib")
+                     "ngram_range": self.ngram_range, "C": self.chosen_C}, folder / "light.joblib")
 
     @classmethod
     def load(cls, folder: Path) -> "LightHead":
         import joblib
         d = joblib.load(folder / "light.joblib")
-        return cls(ngram_range=tuple(d["ngram_range"]), C=d["C"], vectorizer=d["vectorizer"],
-                   classifiers=d["classifiers"])
+        return cls(ngram_range=tuple(d["ngram_range"]), vectorizer=d["vectorizer"], classifiers=d["classifiers"],
+                   chosen_C=list(np.atleast_1d(d["C"])))
 
 
-def _load_pretrained(name: str):
+def _load_pretrained(name: str, num_labels: int):
     from transformers import AutoTokenizer, BertForSequenceClassification
 
     try:
         tok = AutoTokenizer.from_pretrained(name)
         model = BertForSequenceClassification.from_pretrained(
-            name, num_labels=len(EMOTIONS), problem_type="multi_label_classification")
+            name, num_labels=num_labels, problem_type="multi_label_classification")
     except OSError as exc:
         raise DanmakuError(
             f"{name}: BERT weights not found locally and the hub is unreachable ({str(exc).splitlines()[0]}); "
@@ -230,21 +285,29 @@ class BertHead:
     tokenizer: object = None
     model: object = None
     loss_history: list = field(default_factory=list)
+    val_history: list = field(default_factory=list)
+    best_epoch: int | None = None
 
     def _device(self):
         import torch
         return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
-    def fit(self, texts: list[str], y: np.ndarray) -> "BertHead":
+    def fit(self, texts: list[str], y: np.ndarray, val: tuple[list[str], np.ndarray] | None = None,
+            emotions: list[str] | None = None) -> "BertHead":
+        """Fine-tune; with ``val``, keep the epoch with the best validation macro AUC."""
+        import copy
+
         import torch
 
         torch.manual_seed(self.seed)
-        for k, e in enumerate(EMOTIONS):
+        emotions = emotions or list(EMOTIONS)
+        for k, e in enumerate(emotions):
             col = y[:, k][~np.isnan(y[:, k])]
             if col.size == 0 or col.min() == col.max():
                 raise DanmakuError(f"cannot train the '{e}' classifier: the training data has "
                                    f"{'no' if col.sum() == 0 else 'only'} positive examples of it")
-        self.tokenizer, self.model = _load_pretrained(self.pretrained)
+        self.tokenizer, self.model = _load_pretrained(self.pretrained, len(emotions))
+        best = None
         dev = self._device()
         model = self.model.to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=0.01)
@@ -277,6 +340,17 @@ class BertHead:
                 total += float(loss.detach()) * len(idx)
             self.loss_history.append(round(total / max(n, 1), 5))
             log.info("bert epoch %d/%d: loss %.4f", epoch + 1, self.epochs, self.loss_history[-1])
+            if val is not None and len(val[0]):
+                aucs = [a for a in (_auc(val[1][:, k], p) for k, p in
+                                    enumerate(self.predict_proba(val[0]).T)) if a is not None]
+                score = float(np.mean(aucs)) if aucs else 0.0
+                self.val_history.append(round(score, 5))
+                if best is None or score > best[0]:
+                    best = (score, epoch + 1, copy.deepcopy(model.state_dict()))
+                model.train()
+        if best is not None:
+            model.load_state_dict(best[2])
+            self.best_epoch = best[1]
         model.eval()
         return self
 
@@ -284,7 +358,7 @@ class BertHead:
         import torch
 
         if not texts:
-            return np.zeros((0, len(EMOTIONS)))
+            return np.zeros((0, self.model.config.num_labels))
         dev = self._device()
         model = self.model.to(dev).eval()
         out = []
@@ -312,34 +386,78 @@ class BertHead:
 # --------------------------------------------------------------------------- train / load / score
 
 
-def evaluate(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict:
-    """Per-emotion ROC AUC, F1 at ``threshold``, support; and their macro means."""
-    from sklearn.metrics import f1_score, roc_auc_score
+def evaluate(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5,
+             emotions: list[str] | None = None) -> dict:
+    """Per emotion (columns): accuracy at ``threshold`` and ROC AUC (the danmaku paper's two),
+    F1 and support; and their macro means over the emotions where each is defined."""
+    from sklearn.metrics import f1_score
 
+    emotions = emotions or list(EMOTIONS)
     per = {}
-    for k, e in enumerate(EMOTIONS):
+    for k, e in enumerate(emotions):
         known = ~np.isnan(y_true[:, k])
         yt, pk = y_true[known, k].astype(int), proba[known, k]
-        auc = float(roc_auc_score(yt, pk)) if len(np.unique(yt)) == 2 else None
-        per[e] = {"auc": auc, "f1": float(f1_score(yt, pk >= threshold, zero_division=0)),
-                  "support": int(yt.sum())}
-    aucs = [v["auc"] for v in per.values() if v["auc"] is not None]
-    return {"per_emotion": per, "macro_auc": float(np.mean(aucs)) if aucs else None,
-            "macro_f1": float(np.mean([v["f1"] for v in per.values()])), "threshold": threshold}
+        per[e] = {"accuracy": float(((pk >= threshold) == yt).mean()) if yt.size else None,
+                  "auc": _auc(y_true[:, k], proba[:, k]),
+                  "f1": float(f1_score(yt, pk >= threshold, zero_division=0)) if yt.size else None,
+                  "support": int(yt.sum()), "n": int(yt.size)}
+
+    def macro(key):
+        vals = [v[key] for v in per.values() if v[key] is not None]
+        return float(np.mean(vals)) if vals else None
+
+    return {"per_emotion": per, "macro_auc": macro("auc"), "macro_accuracy": macro("accuracy"),
+            "macro_f1": macro("f1"), "threshold": threshold}
 
 
-def split_train_eval(n: int, fraction: float, seed: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded split stratified by the first positive emotion (or none)."""
+DEFAULT_SPLIT = (0.8, 0.1, 0.1)
+
+
+def split_train_val_test(n: int, y: np.ndarray, seed: int = 0,
+                         fractions: tuple[float, float, float] = DEFAULT_SPLIT
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded train/validation/test indices in ``fractions`` (8:1:1 by default), stratified by each
+    text's first positive emotion (or none): every stratum is split in the same proportions."""
+    fr = np.asarray(fractions, dtype=float)
+    if fr.shape != (3,) or (fr < 0).any() or fr[0] <= 0 or not np.isclose(fr.sum(), 1.0):
+        raise DanmakuError(f"split must be three non-negative fractions summing to 1 (train > 0), got {fractions}")
     rng = np.random.default_rng(seed)
-    strata = np.where(np.nan_to_num(y).max(axis=1) > 0, np.nan_to_num(y).argmax(axis=1), -1)
-    ev = []
-    for s in np.unique(strata):
-        idx = np.flatnonzero(strata == s)
+    y0 = np.nan_to_num(y)
+    strata = np.where(y0.max(axis=1) > 0, y0.argmax(axis=1), -1)
+    parts = ([], [], [])
+    for s_ in np.unique(strata):
+        idx = np.flatnonzero(strata == s_)
         rng.shuffle(idx)
-        ev.extend(idx[: int(round(len(idx) * fraction))].tolist())
-    ev = np.array(sorted(ev), dtype=np.int64)
-    tr = np.setdiff1d(np.arange(n), ev)
-    return tr, ev
+        n_val, n_test = int(round(len(idx) * fr[1])), int(round(len(idx) * fr[2]))
+        parts[2].extend(idx[:n_test].tolist())
+        parts[1].extend(idx[n_test:n_test + n_val].tolist())
+        parts[0].extend(idx[n_test + n_val:].tolist())
+    return tuple(np.array(sorted(p), dtype=np.int64) for p in parts)
+
+
+def supported_emotions(y: np.ndarray, wanted: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The emotions ``y`` (N, 6) can train (a positive and a negative example), and the others with
+    the reason. ``wanted`` (names) restricts them; a wanted emotion that cannot be trained raises."""
+    bad = [e for e in (wanted or []) if e not in EMOTIONS]
+    if bad:
+        raise DanmakuError(f"unknown emotion(s) {', '.join(bad)}; the emotions are {', '.join(EMOTIONS)}")
+    names = [e for e in EMOTIONS if wanted is None or e in wanted]
+    ok, missing = [], {}
+    for e in names:
+        col = y[:, EMOTIONS.index(e)]
+        known = col[~np.isnan(col)]
+        if known.sum() == 0:
+            missing[e] = "no positive example"
+        elif known.min() == 1:
+            missing[e] = "no negative example"
+        else:
+            ok.append(e)
+    if wanted is not None and missing:
+        raise DanmakuError("cannot train the requested emotion(s): "
+                           + "; ".join(f"'{e}': the training data has {r}" for e, r in missing.items()))
+    if not ok:
+        raise DanmakuError("the corpus supports no emotion: " + "; ".join(f"{e}: {r}" for e, r in missing.items()))
+    return ok, missing
 
 
 @dataclass
@@ -362,53 +480,64 @@ class EmotionModel:
         return out
 
 
-def train_model(data: pl.DataFrame, head: str = "light", eval_fraction: float = 0.2, seed: int = 0,
-                label_map: dict | None = None, refit: bool | None = None, **head_options) -> EmotionModel:
+def train_model(data: pl.DataFrame, head: str = "light", split: tuple[float, float, float] = DEFAULT_SPLIT,
+                seed: int = 0, label_map: dict | None = None, refit: bool | None = None,
+                emotions: list[str] | None = None, **head_options) -> EmotionModel:
     """Train a head on ``text`` + ``y_*`` rows (see :func:`read_corpus`).
 
-    With ``eval_fraction`` > 0 a stratified, seeded part is held out and scored
-    (``meta["metrics"]``); the light head is then refitted on everything
-    (``refit``, default true for it), the BERT head keeps the model trained
-    without the held-out part (``refit`` false by default: fine-tuning twice is
-    expensive).
+    ``split`` (train, validation, test) fractions, 8:1:1 by default (the
+    danmaku paper's): the model is chosen on the validation part and scored
+    on the test part (``meta["metrics"]``; ``meta["val_metrics"]`` on the
+    validation part); ``(1, 0, 0)`` trains on everything, unscored. The light
+    head is then refitted on every text with the chosen settings (``refit``,
+    default true for it); the BERT head keeps the chosen model (``refit``
+    false by default: fine-tuning twice is expensive). ``emotions``: the
+    emotions to train (default: every one the corpus supports, see the module
+    docstring).
     """
     refit = (head == "light") if refit is None else refit
     texts = data["text"].to_list()
-    y = targets(data)
-    if head == "light":
-        make = lambda: LightHead(**head_options)  # noqa: E731
-    elif head == "bert":
-        make = lambda: BertHead(seed=seed, **head_options)  # noqa: E731
-    else:
+    y_all = targets(data)
+    if head not in ("light", "bert"):
         raise DanmakuError(f"unknown head '{head}' (light, bert)")
-    meta = {"head": head, "emotions": list(EMOTIONS), "label_map": label_map or {}, "n_train": len(texts),
-            "positives": {e: int(np.nansum(y[:, k])) for k, e in enumerate(EMOTIONS)},
-            "evoke_version": __version__, "seed": seed, "eval_fraction": eval_fraction}
-    metrics = None
+    tr, va, te = split_train_val_test(len(texts), y_all, seed, split)
+    names, missing = supported_emotions(y_all[tr], list(emotions) if emotions else None)
+    for e, why in missing.items():
+        log.warning("danmaku: the corpus cannot train '%s' (%s in the training part): left out, "
+                    "no p_%s column will be written", e, why, e)
+    y = y_all[:, [EMOTIONS.index(e) for e in names]]
+    make = (lambda: LightHead(**head_options)) if head == "light" else \
+        (lambda: BertHead(seed=seed, **head_options))  # noqa: E731
+    pick = lambda idx: [texts[i] for i in idx]  # noqa: E731
+    meta = {"head": head, "emotions": names, "missing_emotions": missing, "label_map": label_map or {},
+            "positives": {e: int(np.nansum(y_all[:, EMOTIONS.index(e)])) for e in EMOTIONS},
+            "evoke_version": __version__, "seed": seed, "split": list(split),
+            "n_split": {"train": int(len(tr)), "val": int(len(va)), "test": int(len(te))}}
     t0 = time.perf_counter()
-    if eval_fraction and eval_fraction > 0:
-        tr, ev = split_train_eval(len(texts), eval_fraction, seed, y)
-        model = make().fit([texts[i] for i in tr], y[tr])
-        metrics = evaluate(y[ev], model.predict_proba([texts[i] for i in ev]))
-        metrics["n_eval"] = int(len(ev))
-        log.info("%s head: held-out macro AUC %.3f, macro F1 %.3f on %d texts", head,
-                 metrics["macro_auc"] or float("nan"), metrics["macro_f1"], len(ev))
-        if refit:
-            model = make().fit(texts, y)
-        else:
-            meta["n_train"] = int(len(tr))
-    else:
-        model = make().fit(texts, y)
+    val = (pick(va), y[va]) if len(va) else None
+    model = make().fit(pick(tr), y[tr], val=val, emotions=names)
+    meta["val_metrics"] = evaluate(y[va], model.predict_proba(pick(va)), emotions=names) if len(va) else None
+    meta["metrics"] = evaluate(y[te], model.predict_proba(pick(te)), emotions=names) if len(te) else None
+    if meta["metrics"]:
+        m = meta["metrics"]
+        log.info("%s head: test macro AUC %.3f, macro accuracy %.3f on %d texts (model chosen on %d)", head,
+                 m["macro_auc"] or float("nan"), m["macro_accuracy"] or float("nan"), len(te), len(va))
+    meta["n_train"] = int(len(tr))
+    if refit and (len(va) or len(te)):
+        chosen = model.chosen_C if head == "light" else None
+        model = make().fit(texts, y, emotions=names, **({"chosen_C": chosen} if head == "light" else {}))
+        meta["n_train"] = len(texts)
+    meta["refit"] = bool(refit and (len(va) or len(te)))
     meta["train_seconds"] = round(time.perf_counter() - t0, 3)
-    meta["metrics"] = metrics
     if head == "light":
         import sklearn
-        meta.update(sklearn_version=sklearn.__version__, ngram_range=list(model.ngram_range), C=model.C)
+        meta.update(sklearn_version=sklearn.__version__, ngram_range=list(model.ngram_range),
+                    C=dict(zip(names, model.chosen_C)))
     else:
         import transformers
         meta.update(transformers_version=transformers.__version__, pretrained=model.pretrained,
                     max_length=model.max_length, epochs=model.epochs, lr=model.lr, batch_size=model.batch_size,
-                    train_loss=model.loss_history)
+                    train_loss=model.loss_history, val_macro_auc=model.val_history, best_epoch=model.best_epoch)
     return EmotionModel(head, model, meta)
 
 
@@ -419,8 +548,9 @@ def load_model(folder: str | Path) -> EmotionModel:
         raise DanmakuError(f"{folder}: not a danmaku model folder (no model.json); "
                            "train one with `evoke danmaku train`")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("emotions") != list(EMOTIONS):
-        raise DanmakuError(f"{folder}: model emotions {meta.get('emotions')} differ from {list(EMOTIONS)}")
+    emotions = meta.get("emotions") or []
+    if not emotions or any(e not in EMOTIONS for e in emotions):
+        raise DanmakuError(f"{folder}: model emotions {emotions} are not among {list(EMOTIONS)}")
     if meta["head"] == "light":
         head = LightHead.load(folder)
     elif meta["head"] == "bert":
@@ -435,6 +565,7 @@ def score_comments(model: EmotionModel, comments: pl.DataFrame, batch: int = 50_
     if "text" not in comments.columns:
         raise DanmakuError("comments table has no 'text' column")
     texts = comments["text"].fill_null("").to_list()
+    emotions = model.meta["emotions"]
     parts = [model.predict_proba(texts[b:b + batch]) for b in range(0, len(texts), batch)]
-    P = np.concatenate(parts) if parts else np.zeros((0, len(EMOTIONS)))
-    return comments.with_columns(pl.Series(f"p_{e}", P[:, k], dtype=pl.Float64) for k, e in enumerate(EMOTIONS))
+    P = np.concatenate(parts) if parts else np.zeros((0, len(emotions)))
+    return comments.with_columns(pl.Series(f"p_{e}", P[:, k], dtype=pl.Float64) for k, e in enumerate(emotions))

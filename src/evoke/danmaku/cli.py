@@ -5,6 +5,7 @@
     evoke danmaku parse FILE... --out comments.parquet          # one or more files
     evoke danmaku parse --probe probe.parquet --dataset D --out comments.parquet   # the workflow
     evoke danmaku train --corpus corpus.csv --out MODEL_DIR [--head light|bert] [--label-map a=b,...]
+                        [--split 8:1:1] [--emotions joy,sadness,...]
     evoke danmaku classify --model MODEL_DIR --comments comments.parquet --out scored.parquet
     evoke danmaku review --scored scored.parquet --labelled auto.parquet --queue queue.csv
     evoke danmaku accept --labelled auto.parquet --queue queue.csv --out labelled.parquet
@@ -23,8 +24,8 @@ import polars as pl
 
 from evoke.danmaku import EMOTIONS
 from evoke.danmaku.parse import DanmakuError, DanmakuParseConfig
-from evoke.labels.common import Dropped, VideoIndex, load_table, parse_list
-from evoke.store import dataset_dir, merge_failures, write_parquet
+from evoke.labels.common import Dropped, LabelError, VideoIndex, load_table, parse_list
+from evoke.store import FAILURE_SCHEMA, dataset_dir, merge_failures, write_parquet
 
 log = logging.getLogger("evoke.danmaku")
 
@@ -59,15 +60,39 @@ def cmd_parse(args) -> int:
             raise DanmakuError("give one or more danmaku files, or --probe")
         if args.video_id and len(args.files) > 1:
             raise DanmakuError("--video-id names one file's video; give one file")
-        frames = [parse_and_clean(f, args.video_id, config, args.duration, args.format, args.encoding, dropped)
-                  for f in args.files]
+        frames, failed = [], []
+        for f in args.files:
+            try:
+                frames.append(parse_and_clean(f, args.video_id, config, args.duration, args.format,
+                                              args.encoding, dropped))
+            except LabelError as exc:
+                if len(args.files) == 1:
+                    raise
+                log.error("%s", exc)  # one file's problem: the others go on
+                failed.append({"video_id": f.stem, "stage": "labels", "shard": None, "error": f"danmaku: {exc}"})
+        if not frames:
+            raise DanmakuError(f"none of the {len(args.files)} danmaku files could be parsed")
         comments = pl.concat(frames)
+        if args.failures:
+            write_parquet(pl.DataFrame(failed, schema=FAILURE_SCHEMA), args.failures)
+        if failed:
+            log.warning("danmaku: %d of %d files could not be parsed", len(failed), len(args.files))
     dropped.check(args.strict, args.probe or ", ".join(map(str, args.files)))
     write_parquet(comments, args.out)
     log.info("danmaku: %d comments of %d videos -> %s", comments.height, comments["video_id"].n_unique(), args.out)
     if dropped:
         log.info("danmaku: dropped %d: %s", dropped.total, dropped.summary())
     return 0
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.replace(":", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not train,val,test fractions (e.g. 0.8,0.1,0.1)") from None
+    if len(parts) != 3 or sum(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not three fractions (e.g. 0.8,0.1,0.1 or 8:1:1)")
+    return tuple(x / sum(parts) for x in parts)
 
 
 def cmd_train(args) -> int:
@@ -92,15 +117,19 @@ def cmd_train(args) -> int:
                    if v is not None}
     elif args.C is not None:
         options["C"] = args.C
-    model = train_model(data, args.head, args.eval_fraction, args.seed, label_map, **options)
+    emotions = [e.strip().lower() for e in parse_list(args.emotions)] if args.emotions else None
+    model = train_model(data, args.head, args.split, args.seed, label_map, emotions=emotions, **options)
     model.meta["corpus"] = str(args.corpus) if args.corpus else None
     model.meta["extra"] = [str(p) for p in args.extra or ()]
     model.save(args.out)
+    if model.meta["missing_emotions"]:
+        log.warning("danmaku: emotions the corpus cannot train, left out: %s",
+                    json.dumps(model.meta["missing_emotions"]))
     m = model.meta.get("metrics")
     if m:
-        log.info("danmaku %s head: held-out macro AUC %.3f, macro F1 %.3f; per emotion AUC %s", args.head,
-                 m["macro_auc"] or float("nan"), m["macro_f1"],
-                 json.dumps({e: round(v["auc"], 3) if v["auc"] is not None else None
+        log.info("danmaku %s head: test macro AUC %.3f, macro accuracy %.3f; per emotion %s", args.head,
+                 m["macro_auc"] or float("nan"), m["macro_accuracy"] or float("nan"),
+                 json.dumps({e: {k: round(v[k], 3) if v[k] is not None else None for k in ("auc", "accuracy")}
                              for e, v in m["per_emotion"].items()}))
     log.info("danmaku: model trained on %d texts in %.1f s -> %s", model.meta["n_train"],
              model.meta["train_seconds"], args.out)
@@ -168,7 +197,9 @@ def register(sub) -> None:
     p.add_argument("--probe", type=Path, help="the ingest stage's probe.parquet: parse every video's danmaku file")
     p.add_argument("--dataset", help="with --probe: danmaku paths are relative to results/{dataset}")
     p.add_argument("--results", type=Path, default=Path("results"), help="results root (default results)")
-    p.add_argument("--failures", type=Path, help="with --probe: failures table (default results/{dataset}/labels/)")
+    p.add_argument("--failures", type=Path,
+                   help="failures table: with --probe default results/{dataset}/labels/failures.parquet; "
+                   "with several files, the files that could not be parsed (the others go on)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--video-id", help="video id of a single file (default: its stem)")
     p.add_argument("--duration", type=float, help="video duration, s: later comments are dropped")
@@ -190,8 +221,11 @@ def register(sub) -> None:
     p.add_argument("--text-column")
     p.add_argument("--label-column")
     p.add_argument("--encoding")
-    p.add_argument("--eval-fraction", type=float, default=0.2,
-                   help="held out for the metrics in model.json (default 0.2; 0 = none)")
+    p.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1),
+                   help="train,validation,test fractions: the model is chosen on validation and scored on test "
+                        "(default 0.8,0.1,0.1, the danmaku paper's 8:1:1; 1,0,0 = train on everything, unscored)")
+    p.add_argument("--emotions", help="emotions to train, comma-separated (default: every one of the six that "
+                                      "the corpus has examples of; the others are named and left out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--C", type=float, help="light: inverse regularisation strength (default 4)")
     p.add_argument("--pretrained", help="bert: model name or local folder (default hfl/chinese-bert-wwm-ext)")

@@ -47,13 +47,16 @@ def propose_labels(scored: pl.DataFrame, accept: float = 0.8, reject: float = 0.
     """
     if not 0 <= reject <= accept <= 1:
         raise DanmakuError(f"need 0 <= reject <= accept <= 1, got reject {reject}, accept {accept}")
-    cols = [f"p_{e}" for e in EMOTIONS]
-    missing = [c for c in cols if c not in scored.columns]
-    if missing or "text" not in scored.columns:
-        raise DanmakuError(f"scored comments lack column(s) {', '.join(missing or ['text'])}; "
-                           "run `evoke danmaku classify`")
+    from evoke.danmaku.windows import present_emotions
+
+    if "text" not in scored.columns:
+        raise DanmakuError("scored comments lack column(s) text; run `evoke danmaku classify`")
+    emotions = present_emotions(scored, "scored comments")
+    cols = [f"p_{e}" for e in emotions]
     items = scored.filter(pl.col("text").is_not_null() & (pl.col("text") != "")).group_by("text").agg(
         pl.len().cast(pl.Int32).alias("n_comments"), *[pl.col(c).mean() for c in cols]).sort("text")
+    # an emotion the model was not trained on stays unknown (null) in the labelled set
+    items = items.with_columns(pl.lit(None, dtype=pl.Float64).alias(f"p_{e}") for e in EMOTIONS if e not in emotions)
     queue = []
     for e in EMOTIONS:
         p = pl.col(f"p_{e}")

@@ -23,7 +23,8 @@ n_comments     int32    comments in the window
 n_expressed    float64  emotions expressed (a count; a sum of probabilities
                         when soft)
 is_empty       bool     nothing expressed: the ``p_*`` are null
-p_{emotion}    float64  share of the emotion (sums to 1 over the six)
+p_{emotion}    float64  share of the emotion (sums to 1 over the six, or over the
+                        emotions the classifier was trained on)
 =============  =======  =====================================================
 
 Seconds table (:func:`window_seconds`): ``video_id, time_s`` (t = 0, 1, 2 ...
@@ -60,10 +61,19 @@ class WindowsConfig(BuilderConfig):
             raise DanmakuError("danmaku windows: threshold must be in (0, 1]")
 
 
-def _schema() -> dict:
+def _schema(emotions=EMOTIONS) -> dict:
     return {"video_id": pl.String, "window": pl.Int32, "start_s": pl.Float64, "end_s": pl.Float64,
             "n_comments": pl.Int32, "n_expressed": pl.Float64, "is_empty": pl.Boolean,
-            **{f"p_{e}": pl.Float64 for e in EMOTIONS}}
+            **{f"p_{e}": pl.Float64 for e in emotions}}
+
+
+def present_emotions(df: pl.DataFrame, what: str) -> list[str]:
+    """The emotions with a ``p_`` column in ``df`` (a model trained on a corpus lacking some has fewer)."""
+    found = [e for e in EMOTIONS if f"p_{e}" in df.columns]
+    if not found:
+        raise DanmakuError(f"{what} have no p_{{emotion}} column ({', '.join(EMOTIONS)}); "
+                           "run `evoke danmaku classify`")
+    return found
 
 
 def danmaku_windows(scored: pl.DataFrame, config: WindowsConfig | None = None,
@@ -75,7 +85,8 @@ def danmaku_windows(scored: pl.DataFrame, config: WindowsConfig | None = None,
     video ends at its last comment.
     """
     config = config or WindowsConfig()
-    cols = [f"p_{e}" for e in EMOTIONS]
+    emotions = present_emotions(scored, "scored comments")
+    cols = [f"p_{e}" for e in emotions]
     missing = [c for c in ["video_id", "time_s", *cols] if c not in scored.columns]
     if missing:
         raise DanmakuError(f"scored comments lack column(s) {', '.join(missing)}; run `evoke danmaku classify`")
@@ -86,7 +97,7 @@ def danmaku_windows(scored: pl.DataFrame, config: WindowsConfig | None = None,
     for vid in sorted(set(groups) | set(durations)):
         g = groups.get(vid)
         t = g["time_s"].to_numpy() if g is not None else np.zeros(0)
-        P = g.select(cols).to_numpy() if g is not None else np.zeros((0, len(EMOTIONS)))
+        P = g.select(cols).to_numpy() if g is not None else np.zeros((0, len(emotions)))
         keep = np.isfinite(t) & (t >= 0)
         dur = durations.get(vid)
         if dur is not None:
@@ -100,7 +111,7 @@ def danmaku_windows(scored: pl.DataFrame, config: WindowsConfig | None = None,
             continue
         idx = np.minimum((t // w).astype(np.int64), n_win - 1)
         E = np.nan_to_num(P, nan=0.0) if config.soft else (np.nan_to_num(P, nan=0.0) >= config.threshold)
-        counts = np.zeros((n_win, len(EMOTIONS)))
+        counts = np.zeros((n_win, len(emotions)))
         np.add.at(counts, idx, E.astype(np.float64))
         n_comments = np.bincount(idx, minlength=n_win)
         total = counts.sum(axis=1)
@@ -113,19 +124,19 @@ def danmaku_windows(scored: pl.DataFrame, config: WindowsConfig | None = None,
             ends[-1] = min(ends[-1], dur)
         frame = {"video_id": [vid] * n_win, "window": np.arange(n_win, dtype=np.int32), "start_s": starts,
                  "end_s": ends, "n_comments": n_comments.astype(np.int32), "n_expressed": total, "is_empty": empty}
-        for k, e in enumerate(EMOTIONS):
+        for k, e in enumerate(emotions):
             frame[f"p_{e}"] = shares[:, k]
         out.append(pl.DataFrame(frame))
     if not out:
-        return pl.DataFrame(schema=_schema())
-    df = pl.concat(out).cast(_schema())
+        return pl.DataFrame(schema=_schema(emotions))
+    df = pl.concat(out).cast(_schema(emotions))
     return df.with_columns(pl.col(c).fill_nan(None) for c in cols)
 
 
 def window_seconds(windows: pl.DataFrame, durations: dict[str, float] | None = None,
                    rate_hz: float = 1.0) -> pl.DataFrame:
     """The window labels at the frame times t = 0, 1/rate, 2/rate ... below each video's end."""
-    cols = [f"p_{e}" for e in EMOTIONS]
+    cols = [f"p_{e}" for e in present_emotions(windows, "windows")]
     rows = []
     durations = durations or {}
     for (vid,), g in windows.sort("video_id", "window").group_by(["video_id"], maintain_order=True):

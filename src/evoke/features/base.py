@@ -79,6 +79,17 @@ class ExtractorConfig:
             raise FeatureError(f"{cls.__name__}: {exc}") from exc
 
 
+AMP_CHOICES = ("auto", "fp16", "bf16", "off")
+
+
+def check_amp(value) -> None:
+    """Raise ValueError unless ``value`` is a torch extractor's ``amp`` setting: one of
+    :data:`AMP_CHOICES`, or a boolean (``true`` = fp16, ``false`` = off, the settings
+    before ``auto``). What each means: ``evoke.features._torch.amp_dtype``."""
+    if not isinstance(value, bool) and value not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)} (or true/false), not {value!r}")
+
+
 Prepare = Callable[[np.ndarray], Any]
 
 

@@ -14,7 +14,9 @@ baselines. :func:`write_synthetic_dataset` writes
 * ``ingest/probe.parquet`` (``video_id, split``);
 * ``labels/vce.parquet``, ``labels/v2v_pairs.parquet``, ``labels/v2v_lists.parquet``,
   ``labels/eev.parquet``, ``labels/danmaku_seconds.parquet`` (no split
-  column: taken from the ingest stage), ``labels/viewer_valence.parquet``;
+  column: taken from the ingest stage), ``labels/viewer_valence.parquet``,
+  ``labels/viewer_valence_segments.parquet`` (2-second segments) and
+  ``labels/liris_accede.parquet``;
   ``tables`` picks which (``("vce", "v2v")`` for a video-level benchmark).
 """
 
@@ -50,7 +52,7 @@ def latent(n_videos: int, seconds: tuple[int, int], seed: int):
     return out
 
 
-TABLES = ("vce", "v2v", "eev", "danmaku", "viewer_valence")
+TABLES = ("vce", "v2v", "eev", "danmaku", "viewer_valence", "liris_accede")
 
 
 def write_synthetic_dataset(ddir: str | Path, n_videos: int = 60, seconds: tuple[int, int] = (8, 14),
@@ -74,6 +76,8 @@ def write_synthetic_dataset(ddir: str | Path, n_videos: int = 60, seconds: tuple
         _write_vce(lab / "vce.parquet", lat, vids, split, rng)
     if "v2v" in tables:
         _write_v2v(lab, lat, vids, split, rng)
+    if "liris_accede" in tables:
+        _write_liris_accede(lab / "liris_accede.parquet", lat, vids, split, rng)
     per_second = [t for t in ("eev", "danmaku", "viewer_valence") if t in tables]
     if per_second:
         _write_per_second(lab, lat, vids, split, rng, per_second)
@@ -129,6 +133,20 @@ def _write_vce(path: Path, lat: dict, vids: list[str], split: dict, rng: np.rand
     vce.write_parquet(path)
 
 
+def _write_liris_accede(path: Path, lat: dict, vids: list[str], split: dict, rng: np.random.Generator) -> None:
+    # LIRIS-ACCEDE: valence/arousal on the released 1-5 scale from the mean latent, ranks by value
+    m = np.stack([lat[v].mean(0) for v in vids])
+    values = np.clip(3.0 + 0.8 * m + rng.normal(0, 0.2, m.shape), 1.0, 5.0)
+    ranks = values.argsort(0).argsort(0)
+    pl.DataFrame({
+        "video_id": vids, "split": [split[v] for v in vids], "accede_id": np.arange(len(vids), dtype=np.int64),
+        "movie": [f"movie{i % 7}" for i in range(len(vids))],
+        "valence": values[:, 0], "arousal": values[:, 1],
+        "valence_rank": ranks[:, 0].astype(np.int32), "arousal_rank": ranks[:, 1].astype(np.int32),
+        "valence_variance": np.full(len(vids), 0.1), "arousal_variance": np.full(len(vids), 0.1),
+    }).write_parquet(path)
+
+
 def _write_v2v(lab: Path, lat: dict, vids: list[str], split: dict, rng: np.random.Generator) -> None:
     # V2V: pairs within each split ordered by mean valence
     pairs, lists = [], []
@@ -173,3 +191,19 @@ def _write_per_second(lab: Path, lat: dict, vids: list[str], split: dict, rng: n
                              ("viewer_valence", vv, "viewer_valence.parquet")):
         if name in tables:
             pl.DataFrame(rows).write_parquet(lab / file)
+    if "viewer_valence" in tables:
+        _viewer_segments(pl.DataFrame(vv), viewers).write_parquet(lab / "viewer_valence_segments.parquet")
+
+
+def _viewer_segments(per_second: pl.DataFrame, viewers, length_s: float = 2.0) -> pl.DataFrame:
+    """2-second segments of the per-second viewer table (as ``labels continuous --segment-length``
+    writes them): mean valence, binarised at 0; each viewer's bin by majority of its seconds."""
+    seg = per_second.with_columns((pl.col("time_s") // length_s).cast(pl.Int32).alias("segment"))
+    return seg.group_by("video_id", "split", "segment").agg(
+        (pl.col("segment").first() * length_s).cast(pl.Float64).alias("start_s"),
+        ((pl.col("segment").first() + 1) * length_s).cast(pl.Float64).alias("end_s"),
+        pl.col("n_viewers").max(), pl.col("valence").mean(),
+        (pl.col("valence").mean() >= 0).cast(pl.Int8).alias("valence_bin"),
+        *[pl.when(pl.col(f"valence_bin__{v}").is_null().all()).then(None)
+          .otherwise((pl.col(f"valence_bin__{v}").mean() >= 0.5).cast(pl.Int8)).alias(f"valence_bin__{v}")
+          for v in viewers]).sort("video_id", "segment")

@@ -78,7 +78,8 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def cmd_vce(args) -> int:
-    changes = {"audio": args.audio, "empty_response": args.empty_response, "all_zero": args.all_zero,
+    changes = {"audio": args.audio, "max_audio_share": args.max_audio_share,
+               "empty_response": args.empty_response, "all_zero": args.all_zero,
                "min_annotators": args.min_annotators, "min_annotator_agreement": args.min_annotator_agreement,
                "min_annotator_videos": args.min_annotator_videos}
     if args.emotions:
@@ -120,7 +121,8 @@ def cmd_v2v_sample(args) -> int:
     if args.balance_by is not None:
         import dataclasses
         cfg = dataclasses.replace(cfg, balance_by=None if args.balance_by in ("", "none") else args.balance_by)
-    result = cls(cfg).run(_videos(args), labels=args.labels, predictions=args.predictions, exclude=args.exclude)
+    result = cls(cfg).run(_videos(args), labels=args.labels, predictions=args.predictions, exclude=args.exclude,
+                          video_table=args.videos)
     log.info("v2v sample: %s", result.info)
     return finish(result, args.out, args, "v2v_sample", args.labels)
 
@@ -181,7 +183,11 @@ def register(sub) -> None:
     p.add_argument("--responses", type=Path, required=True, help="long or wide responses (CSV/TSV/Parquet)")
     p.add_argument("--emotions", help="taxonomy: comma-separated or a file with one a line (default: the 27 VCE)")
     p.add_argument("--positive", help="positive emotions for emodiversity_positive (default: VCE's positive ones)")
-    p.add_argument("--audio", choices=["keep", "drop"], help="responses relying on audio (default keep)")
+    p.add_argument("--audio", choices=["keep", "drop"],
+                   help="non-empty responses flagged as relying on audio: average them in or not (default keep); "
+                        "empty flagged responses are counted, never averaged")
+    p.add_argument("--max-audio-share", type=float,
+                   help="drop videos whose share of audio-flagged responses is above this (default: off)")
     p.add_argument("--empty-response", choices=["drop", "zero"], help="empty responses (default drop)")
     p.add_argument("--all-zero", choices=["drop", "keep"], help="videos whose vector is all zero (default drop)")
     p.add_argument("--min-annotators", type=int, help="videos with fewer responses are dropped (default 1)")
@@ -211,11 +217,16 @@ def register(sub) -> None:
 
     p = ls.add_parser("v2v-sample", help="propose new pairs for annotation")
     p.add_argument("--labels", type=Path, required=True, help="a table with video_id and p_* (e.g. vce.parquet)")
-    p.add_argument("--predictions", type=Path, help="model predictions: video_id + score, or p_* columns")
+    p.add_argument("--predictions", type=Path,
+                   help="model predictions: a train run's predictions.parquet (pred_* columns), or video_id + "
+                        "score / p_* columns; without them 'informative' pairs are only far apart in labels")
     p.add_argument("--n", type=int, required=True, help="pairs to propose")
     p.add_argument("--proportions", type=_proportions,
-                   help="kind=share list (default informative=0.6,random=0.2,similar=0.2)")
-    p.add_argument("--balance-by", help="column to balance across; pairs stay within a group (default split; none)")
+                   help="kind=share list of informative, similar, similar_prediction, random "
+                        "(default informative=0.6,random=0.2,similar=0.2)")
+    p.add_argument("--balance-by",
+                   help="column of the labels or --videos table to balance across; pairs stay within a group "
+                        "(default source: the site of each source URL; none = one group)")
     p.add_argument("--exclude", type=Path, nargs="*", default=(), help="pairs tables never to propose again")
     p.add_argument("--candidate-factor", type=int, help="random candidates per wanted pair in large groups (20)")
     p.add_argument("--seed", type=int)

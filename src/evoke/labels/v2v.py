@@ -34,18 +34,31 @@ contradicts its order (a cycle). Columns: ``list_id`` (int64), ``n`` (int8),
 ``videos`` (list of str, least to most pleasant), ``min_agreement`` (float64,
 the weakest consecutive pair), ``split`` (shared split or null).
 
-**Pair sampling** (:func:`v2v_sample`) for a new annotation round, from a
-label table with an emotion distribution (``p_*`` columns, e.g. ``vce.parquet``)
-and optionally model predictions (``video_id`` with a ``score`` /
-``pleasantness`` column, or ``p_*`` columns). Per group of ``balance_by``
-(default ``split``; pairs never cross groups) the same number of pairs,
-split between kinds by ``proportions``:
+**Pair sampling** (:func:`v2v_sample`) for a new annotation round (VCE
+paper, section 8.3), from a label table with an emotion distribution (``p_*``
+columns, e.g. ``vce.parquet``) and model predictions: evoke's own
+``predictions.parquet`` (``pred_*`` columns: a VCE run's distribution, or a
+V2V run's ``pred_score``), or any table with ``video_id`` and a ``score`` /
+``pleasantness`` / ``prediction`` column or ``p_*`` columns. Several rows of
+one video (a per-second task) are averaged. Per group of ``balance_by`` the
+same number of pairs (pairs never cross groups), split between kinds by
+``proportions``:
 
 * ``informative``: far apart in label L1 while the predictions are close:
-  ranked by ``label_l1 / 2 - prediction_distance / max`` (both 0-1); by label
-  L1 alone without predictions;
+  ranked by ``label_l1 / 2 - prediction_distance / max`` (both 0-1). Without
+  predictions these are only the pairs furthest apart in label L1, which the
+  paper calls uninformative: the sampler then logs a warning and says so in
+  ``info["warnings"]``;
 * ``similar``: the smallest label L1;
+* ``similar_prediction``: the smallest prediction distance (needs
+  predictions);
 * ``random``: uniform.
+
+``balance_by`` is any column of the label table or of the ``video_table``
+(the manifest); the default, ``source``, groups a manifest's ``source`` URLs
+by site (the host without ``www.``; local paths and ``file://`` are
+``local``); when the column is nowhere, all videos form one group (logged).
+``None`` makes one group.
 
 Candidates are every pair of a group (up to ``max_exhaustive`` videos) or a
 seeded random draw of ``candidate_factor`` times the pairs needed. No
@@ -91,7 +104,8 @@ PAIR_SCHEMA = {
 }
 LIST_SCHEMA = {"list_id": pl.Int64, "n": pl.Int8, "videos": pl.List(pl.String),
                "min_agreement": pl.Float64, "split": pl.String}
-KINDS = ("informative", "similar", "random")
+KINDS = ("informative", "similar", "similar_prediction", "random")
+SCORE_COLUMNS = ("score", "pleasantness", "prediction", "pred_score")
 
 
 @dataclass(frozen=True)
@@ -120,7 +134,7 @@ class V2VSampleConfig(BuilderConfig):
     n: int = 100
     proportions: tuple[tuple[str, float], ...] = (("informative", 0.6), ("random", 0.2), ("similar", 0.2))
     seed: int = 0
-    balance_by: str | None = "split"
+    balance_by: str | None = "source"
     candidate_factor: int = 20
     max_exhaustive: int = 2000
 
@@ -332,9 +346,69 @@ def _candidate_pairs(m: int, need: int, factor: int, max_exhaustive: int,
     return code // m, code % m
 
 
+def source_site(value: str | None) -> str:
+    """The site of a manifest ``source``: a URL's host without ``www.``; local paths and file:// are ``local``."""
+    from urllib.parse import urlparse
+
+    if not value:
+        return "(none)"
+    u = urlparse(value)
+    if u.scheme in ("", "file") or len(u.scheme) == 1:  # a path (C: on Windows) or file://
+        return "local"
+    host = u.netloc.lower().rsplit("@", 1)[-1].split(":", 1)[0]
+    return host[4:] if host.startswith("www.") else host
+
+
+def _groups(lab: pl.DataFrame, group_col: str | None, videos: VideoIndex | None,
+            video_table: pl.DataFrame | None) -> tuple[pl.DataFrame, str]:
+    """``lab`` with its balancing group column (see the module docstring) and that column's name."""
+    if not group_col:
+        return lab.with_columns(pl.lit("all").alias("group")), "group"
+    if group_col not in lab.columns or lab[group_col].null_count() == lab.height:
+        lab = lab.drop(group_col, strict=False)
+        if video_table is not None and group_col in video_table.columns:
+            vt = video_table.select(pl.col("video_id").cast(pl.String), pl.col(group_col).cast(pl.String))
+            lab = lab.join(vt.unique("video_id", keep="first"), on="video_id", how="left")
+        elif videos is not None and group_col == "split" and videos.split:
+            lab = lab.with_columns(pl.col("video_id").replace_strict(videos.split, default=None,
+                                                                      return_dtype=pl.String).alias("split"))
+        else:
+            log.info("v2v-sample: no '%s' column in the labels or the video list: one group", group_col)
+            lab = lab.with_columns(pl.lit("all").alias(group_col))
+    col = pl.col(group_col).cast(pl.String)
+    if group_col == "source":
+        col = col.map_elements(source_site, return_dtype=pl.String)
+    return lab.with_columns(col.fill_null("(none)").alias(group_col)), group_col
+
+
+def _prediction_map(predictions: pl.DataFrame) -> tuple[str, dict[str, np.ndarray]]:
+    """``(kind, {video_id: vector})`` from a predictions table; rows of one video are averaged."""
+    require_columns(predictions, ["video_id"], "predictions", "predictions")
+    score_col = next((c for c in SCORE_COLUMNS if c in predictions.columns), None)
+    if score_col:
+        kind, cols = "score", [score_col]
+    else:
+        cols = [c for c in predictions.columns if c.startswith("pred_")] or \
+            [c for c in predictions.columns if c.startswith("p_")]
+        if not cols:
+            raise LabelError("predictions: no score column (score, pleasantness, prediction, pred_score) and "
+                             "no distribution columns (pred_* or p_*)")
+        kind = "distribution"
+    per_video = predictions.select("video_id", *[pl.col(c).cast(pl.Float64, strict=False) for c in cols]).group_by(
+        "video_id", maintain_order=True).agg(*[pl.col(c).mean() for c in cols], pl.len().alias("_n"))
+    if int(per_video["_n"].max() or 0) > 1:
+        log.info("v2v-sample: predictions have several rows per video: averaged per video")
+    out = {}
+    for vid, *row in per_video.select("video_id", *cols).iter_rows():
+        vec = np.array(row, dtype=np.float64)
+        if np.isfinite(vec).all():
+            out[vid] = vec
+    return kind, out
+
+
 def v2v_sample(labels: pl.DataFrame, config: V2VSampleConfig | None = None,
                predictions: pl.DataFrame | None = None, exclude: pl.DataFrame | None = None,
-               videos: VideoIndex | None = None) -> BuildResult:
+               videos: VideoIndex | None = None, video_table: pl.DataFrame | None = None) -> BuildResult:
     """Propose pairs for a new annotation round (see the module docstring)."""
     config = config or V2VSampleConfig()
     dropped = Dropped()
@@ -346,46 +420,25 @@ def v2v_sample(labels: pl.DataFrame, config: V2VSampleConfig | None = None,
     lab = lab.filter(~pl.any_horizontal(pl.col(c).is_null() for c in cols))
     if videos is not None:
         lab = videos.filter_known(lab, ["video_id"], dropped)
-    group_col = config.balance_by
-    if group_col:
-        if group_col not in lab.columns or lab[group_col].null_count() == lab.height:
-            if videos is not None and group_col == "split" and videos.split:
-                lab = lab.drop(group_col, strict=False).with_columns(
-                    pl.col("video_id").replace_strict(videos.split, default=None, return_dtype=pl.String)
-                    .alias("split"))
-            else:
-                log.info("v2v-sample: no '%s' column: one group", group_col)
-                lab = lab.with_columns(pl.lit("all").alias(group_col)) if group_col not in lab.columns else \
-                    lab.with_columns(pl.col(group_col).fill_null("all"))
-        lab = lab.with_columns(pl.col(group_col).cast(pl.String).fill_null("(none)"))
-        gname = group_col
-    else:
-        gname = "group"
-        lab = lab.with_columns(pl.lit("all").alias(gname))
+    lab, gname = _groups(lab, config.balance_by, videos, video_table)
     pred_kind = None
     pred_map: dict[str, np.ndarray] = {}
     if predictions is not None:
-        require_columns(predictions, ["video_id"], "predictions", "predictions")
-        score_col = next((c for c in ("score", "pleasantness", "prediction") if c in predictions.columns), None)
-        if score_col:
-            pred_kind = "score"
-            for vid, s in predictions.select("video_id", pl.col(score_col).cast(pl.Float64)).iter_rows():
-                if s is not None and math.isfinite(s):
-                    pred_map[vid] = np.array([s])
-        else:
-            pcols, mat = _distribution_matrix(predictions, "predictions")
-            pred_kind = "distribution"
-            for vid, row in zip(predictions["video_id"].to_list(), mat):
-                if np.isfinite(row).all():
-                    pred_map[vid] = row
+        pred_kind, pred_map = _prediction_map(predictions)
     excluded: set[tuple[str, str]] = set()
     if exclude is not None and exclude.height:
         for x, y in pair_columns(exclude, "pairs to exclude").iter_rows():
             excluded.add((min(x, y), max(x, y)))
     props = dict(config.proportions)
     kinds = [k for k in KINDS if props.get(k, 0) > 0]
+    warnings = []
+    if pred_kind is None and "similar_prediction" in kinds:
+        raise LabelError("v2v-sample: similar_prediction pairs need model predictions (--predictions)")
     if pred_kind is None and "informative" in kinds:
-        log.info("v2v-sample: no predictions: informative pairs are the furthest apart in label L1")
+        warnings.append("no model predictions: the 'informative' pairs are only the furthest apart in label L1, "
+                        "the pairs the VCE paper calls uninformative; give --predictions (e.g. a vce run's "
+                        "predictions.parquet) for pairs far apart in labels but close in predictions")
+        log.warning("v2v-sample: %s", warnings[-1])
     groups = sorted(lab[gname].unique().to_list())
     per_group = _largest_remainder(config.n, [1.0] * len(groups)) if groups else []
     out = []
@@ -426,6 +479,9 @@ def v2v_sample(labels: pl.DataFrame, config: V2VSampleConfig | None = None,
                 order = idx[np.lexsort((idx, -score))]
             elif kind == "similar":
                 order = idx[np.lexsort((idx, l1[idx]))]
+            elif kind == "similar_prediction":
+                idx = idx[~np.isnan(pdist[idx])]
+                order = idx[np.lexsort((idx, pdist[idx]))]
             else:
                 order = rng.permutation(idx)
             chosen = order[:n_k]
@@ -446,8 +502,8 @@ def v2v_sample(labels: pl.DataFrame, config: V2VSampleConfig | None = None,
     table = pl.DataFrame(out, schema=schema)
     if shortfall:
         log.warning("v2v-sample: %d pairs fewer than asked for (groups too small)", shortfall)
-    info = {"n_pairs": table.height, "shortfall": shortfall, "groups": groups,
-            "predictions": pred_kind}
+    info = {"n_pairs": table.height, "shortfall": shortfall, "groups": groups, "balance_by": gname,
+            "predictions": pred_kind, "n_videos_with_predictions": len(pred_map), "warnings": warnings}
     return BuildResult(table, dropped, info)
 
 
@@ -503,14 +559,14 @@ class V2VSampleBuilder(LabelBuilder):
     inputs = ("labels", "predictions?", "exclude?")
     description = "label distributions (+ predictions) -> pairs to annotate"
 
-    def read(self, labels, predictions=None, exclude=()):
-        numeric = ("score", "pleasantness", "prediction")
+    def read(self, labels, predictions=None, exclude=(), video_table=None):
         tables = {"labels": load_table(labels, "labels", floats=("p_*",)),
-                  "predictions": load_table(predictions, "predictions", floats=("p_*", *numeric))
-                  if predictions else None}
+                  "predictions": load_table(predictions, "predictions", floats=("p_*", *SCORE_COLUMNS))
+                  if predictions else None,
+                  "video_table": load_table(video_table, "video list") if video_table else None}
         ex = [pair_columns(load_table(p, "pairs to exclude"), p) for p in (exclude or ())]
         tables["exclude"] = pl.concat(ex) if ex else None
         return tables
 
-    def build(self, videos=None, labels=None, predictions=None, exclude=None):
-        return v2v_sample(labels, self.config, predictions, exclude, videos)
+    def build(self, videos=None, labels=None, predictions=None, exclude=None, video_table=None):
+        return v2v_sample(labels, self.config, predictions, exclude, videos, video_table)

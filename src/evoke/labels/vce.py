@@ -10,7 +10,9 @@ Input (:func:`read_vce_responses`): CSV/TSV/Parquet, either
 
 each with an optional ``relies_on_audio`` flag (1/0, true/false, yes/no) per
 row; a response (one annotator on one video) relies on audio when any of its
-rows says so.
+rows says so. The VCE form asks a viewer who cannot judge the video without
+its sound to select no emotion and tick that box, so a flagged response is
+normally empty: it says "could not judge", not "felt nothing".
 
 Output (:func:`aggregate_vce`), one row per video, sorted by ``video_id``:
 
@@ -19,8 +21,13 @@ column                     type      meaning
 =========================  ========  =================================================
 video_id                   str
 split                      str       from the video list (null without one)
-n_annotators               int32     responses aggregated (after every filter)
-n_relies_on_audio          int32     of those, responses flagged as relying on audio
+n_annotators               int32     responses averaged into the vector (after every
+                                     filter; flagged responses never count here
+                                     unless non-empty and ``audio="keep"``)
+n_responses                int32     every valid response to the video, flagged
+                                     ones included
+n_relies_on_audio          int32     responses flagged as relying on audio (empty or
+                                     not, averaged or not)
 intensity_{emotion}        float64   mean intensity over the annotators (an annotator
                                      who did not select the emotion counts 0), divided
                                      by the top of the scale (10): 0-1, the published
@@ -50,10 +57,19 @@ Defined handling (each dropped record is counted by reason):
   ``rest_of_invalid_response`` for its other rows): a response with a broken
   rating is not trusted in part;
 * the same emotion twice in a response: the first is kept (``duplicate``);
-* empty responses (nothing selected): dropped (``empty_response``) by default;
-  with ``empty_response="zero"`` they count as an annotator who felt nothing;
-* responses relying on audio: kept and counted by default; dropped with
-  ``audio="drop"`` (``relies_on_audio``), e.g. for a visual-only benchmark;
+* empty responses (nothing selected) without the audio flag: dropped
+  (``empty_response``) by default; with ``empty_response="zero"`` they count
+  as an annotator who felt nothing;
+* responses flagged as relying on audio are counted in ``n_relies_on_audio``
+  and ``n_responses`` and never averaged in when empty (the form's "could not
+  judge", whatever ``empty_response`` says; not a dropped record). A flagged
+  response that did select emotions is averaged in with ``audio="keep"``
+  (default) and left out of the mean with ``audio="drop"``
+  (``relies_on_audio``), e.g. for a visual-only benchmark;
+* ``max_audio_share`` (default off): a video whose share of flagged
+  responses, ``n_relies_on_audio / n_responses``, is above it is dropped
+  (``video_relies_on_audio``): most of its viewers could not judge it without
+  sound (0.5 drops the videos where most did);
 * annotator quality: with ``min_annotator_agreement`` set, each response's
   agreement is the cosine similarity between its vector and the mean of the
   other responses to the same video (leave-one-out consensus); an annotator
@@ -112,7 +128,8 @@ class VceConfig(BuilderConfig):
     positive_emotions: tuple[str, ...] = VCE_POSITIVE
     intensity_min: float = 1.0
     intensity_max: float = 10.0
-    audio: str = "keep"  # keep | drop responses flagged as relying on audio
+    audio: str = "keep"  # keep | drop non-empty responses flagged as relying on audio
+    max_audio_share: float | None = None  # drop videos with a larger share of flagged responses
     empty_response: str = "drop"  # drop | zero
     min_annotators: int = 1
     min_annotator_agreement: float | None = None
@@ -122,6 +139,8 @@ class VceConfig(BuilderConfig):
     def __post_init__(self):
         if self.audio not in ("keep", "drop"):
             raise LabelError(f"vce: audio must be keep or drop, not '{self.audio}'")
+        if self.max_audio_share is not None and not 0 <= self.max_audio_share <= 1:
+            raise LabelError(f"vce: max_audio_share must lie in [0, 1], not {self.max_audio_share}")
         if self.empty_response not in ("drop", "zero"):
             raise LabelError(f"vce: empty_response must be drop or zero, not '{self.empty_response}'")
         if self.all_zero not in ("drop", "keep"):
@@ -191,9 +210,11 @@ def validate_responses(df: pl.DataFrame, config: VceConfig, videos: VideoIndex |
                        ) -> tuple[pl.DataFrame, pl.DataFrame, Dropped]:
     """Apply the row and response rules of the module docstring.
 
-    Returns ``(rows, responses, dropped)``: the valid rows (non-empty emotions
-    only) and one row per kept response (``annotator_id, video_id,
-    relies_on_audio, is_empty``).
+    Returns ``(rows, responses, dropped)``: the valid rows of the responses
+    that enter the mean (non-empty emotions only) and one row per kept
+    response (``annotator_id, video_id, relies_on_audio, is_empty, in_mean``;
+    flagged responses stay here to be counted, with ``in_mean`` false unless
+    non-empty and ``audio="keep"``).
     """
     dropped = Dropped()
     if "row" not in df.columns:
@@ -233,18 +254,20 @@ def validate_responses(df: pl.DataFrame, config: VceConfig, videos: VideoIndex |
         pl.col("row").min().alias("first_row"),
         pl.len().alias("n_rows"),
     ).with_columns((pl.col("n_selected") == 0).alias("is_empty"))
+    flagged = pl.col("relies_on_audio")
     if config.empty_response == "drop":
-        empty = responses.filter(pl.col("is_empty"))
+        empty = responses.filter(pl.col("is_empty") & ~flagged)
         dropped.add("empty_response", int(empty["n_rows"].sum() or 0),
                     (f"row {r}" for r in empty["first_row"].sort().head(3)))
-        responses = responses.filter(~pl.col("is_empty"))
+        responses = responses.filter(~(pl.col("is_empty") & ~flagged))
     if config.audio == "drop":
-        audio = responses.filter(pl.col("relies_on_audio"))
+        audio = responses.filter(flagged & ~pl.col("is_empty"))
         dropped.add("relies_on_audio", int(audio["n_rows"].sum() or 0),
                     (f"row {r}" for r in audio["first_row"].sort().head(3)))
-        responses = responses.filter(~pl.col("relies_on_audio"))
+    in_mean = ~flagged | (~pl.col("is_empty") & pl.lit(config.audio == "keep"))
+    responses = responses.with_columns(in_mean.alias("in_mean"))
     rows = df.filter(pl.col("emotion").is_not_null()).join(
-        responses.select(_response_keys()), on=_response_keys(), how="semi")
+        responses.filter(pl.col("in_mean")).select(_response_keys()), on=_response_keys(), how="semi")
     return rows, responses.drop("n_selected", "n_rows").sort("first_row"), dropped
 
 
@@ -313,9 +336,18 @@ def aggregate_vce(df: pl.DataFrame, config: VceConfig | None = None,
             rows = rows.join(bad.select("annotator_id"), on="annotator_id", how="anti")
 
     per_video = responses.group_by("video_id").agg(
-        pl.len().cast(pl.Int32).alias("n_annotators"),
+        pl.col("in_mean").sum().cast(pl.Int32).alias("n_annotators"),
+        pl.len().cast(pl.Int32).alias("n_responses"),
         pl.col("relies_on_audio").sum().cast(pl.Int32).alias("n_relies_on_audio"),
     )
+    if config.max_audio_share is not None:
+        loud = per_video.filter(pl.col("n_relies_on_audio") / pl.col("n_responses") > config.max_audio_share)
+        if loud.height:
+            dropped.add("video_relies_on_audio", loud.height,
+                        (f"{v} ({a}/{n})" for v, a, n in loud.select("video_id", "n_relies_on_audio", "n_responses")
+                         .sort("video_id").head(3).iter_rows()))
+            per_video = per_video.join(loud.select("video_id"), on="video_id", how="anti")
+            rows = rows.join(loud.select("video_id"), on="video_id", how="anti")
     few = per_video.filter(pl.col("n_annotators") < config.min_annotators)
     if few.height:
         dropped.add("video_too_few_annotators", few.height,
@@ -378,7 +410,7 @@ def aggregate_vce(df: pl.DataFrame, config: VceConfig | None = None,
     def nan_to_null(a):
         return pl.Series(a, dtype=pl.Float64).fill_nan(None)
 
-    table = per_video.select("video_id", "n_annotators", "n_relies_on_audio").with_columns(
+    table = per_video.select("video_id", "n_annotators", "n_responses", "n_relies_on_audio").with_columns(
         *[pl.Series(f"intensity_{e}", intensity[:, j], dtype=pl.Float64) for j, e in enumerate(emotions)],
         *[nan_to_null(p[:, j]).alias(f"p_{e}") for j, e in enumerate(emotions)],
         pl.Series("top1", tops[0], dtype=pl.String),
@@ -395,7 +427,7 @@ def aggregate_vce(df: pl.DataFrame, config: VceConfig | None = None,
     table = split_column(table, videos)
     cols = ["video_id", "split"] + [c for c in table.columns if c not in ("video_id", "split")]
     info = {"n_videos": table.height, "n_responses": int(table["n_annotators"].sum() or 0),
-            "emotions": emotions}
+            "n_relies_on_audio": int(table["n_relies_on_audio"].sum() or 0), "emotions": emotions}
     extra = {"annotators": quality} if quality is not None else {}
     return BuildResult(table.select(cols), dropped, info, extra)
 

@@ -20,7 +20,7 @@ import polars as pl
 
 from evoke.danmaku import EMOTIONS
 from evoke.tasks.base import Task, TaskData, TaskError, Units, register_task, split_units, with_split
-from evoke.tasks.vce import distribution_metrics
+from evoke.tasks.vce import distribution_metrics, metric_rules
 
 
 def seconds_from_windows(df: pl.DataFrame) -> pl.DataFrame:
@@ -42,10 +42,11 @@ class DanmakuLdlTask(Task):
 
     def load(self, dataset_dir: Path, paths: dict[str, Path]) -> TaskData:
         df = pl.read_parquet(paths["danmaku"])
-        cols = [f"p_{e}" for e in EMOTIONS]
-        missing = [c for c in cols if c not in df.columns]
-        if missing:
-            raise TaskError(f"{paths['danmaku']}: missing column(s) {', '.join(missing)}")
+        # the emotions the comment classifier was trained on (a corpus may lack some)
+        cols = [f"p_{e}" for e in EMOTIONS if f"p_{e}" in df.columns]
+        if len(cols) < 2:
+            raise TaskError(f"{paths['danmaku']}: needs at least 2 of the p_{{emotion}} columns "
+                            f"({', '.join(EMOTIONS)}), found {cols}")
         if "time_s" not in df.columns:
             if not {"start_s", "end_s"} <= set(df.columns):
                 raise TaskError(f"{paths['danmaku']}: needs time_s, or start_s and end_s (a windows table)")
@@ -55,12 +56,12 @@ class DanmakuLdlTask(Task):
         y = df.select(cols).to_numpy().astype(np.float64)
         units = Units(df["video_id"].to_list(), df["time_s"].to_list(), y)
         splits, from_train = split_units(units, df["split"].to_list(), self.val_fraction, self.seed)
-        return TaskData(splits, list(EMOTIONS), {}, from_train)
+        return TaskData(splits, [c[2:] for c in cols], {}, from_train)
 
     def evaluate(self, pred, units, data):
         if len(units) == 0:
             return {"n": 0}
-        return {"n": len(units), **distribution_metrics(pred, units.y)}
+        return {"n": len(units), **distribution_metrics(pred, units.y, kl=metric_rules(self.settings)[1])}
 
     def baselines(self, data, split="test"):
         tr, te = data.splits["train"], data.splits[split]

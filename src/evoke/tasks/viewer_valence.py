@@ -1,106 +1,331 @@
-"""``viewer_valence``: binary valence per second, per viewer and for the average viewer (COGNIMUSE).
+"""``viewer_valence``: binary valence per viewer and for the average viewer (COGNIMUSE multi-task).
 
-Labels: ``labels/viewer_valence.parquet`` (:mod:`evoke.labels.viewers`):
-``video_id, split, time_s``, ``valence_bin`` (the average viewer) and
-``valence_bin__{viewer}`` (null where the viewer has no sample). Targets, in
-order: ``average`` then each viewer. Units are seconds (the 60-s window ending
-at t).
+The protocol of Hayat, Ventura and Lapedriza (2021), "Recognizing Emotions
+evoked by Movies using Multitask Learning" (ACII), on COGNIMUSE: the unit is a
+video segment (features over the segment; the segment's valence averaged over
+the viewers, and each viewer's own, binarised at 0), evaluated over 7
+leave-one-movie-out folds with the accuracy averaged over the folds; its
+"Mean" column averages all 8 columns (the 7 viewers and the average viewer),
+beside Random, always-Positive and always-Negative baselines.
+
+Labels: with ``units: segment`` (default) ``labels/viewer_valence_segments.parquet``
+(``video_id, split, segment, start_s, end_s``, ``valence_bin`` and
+``valence_bin__{viewer}``); with ``units: second`` ``labels/viewer_valence.parquet``
+(the same columns per ``time_s``) (:mod:`evoke.labels.viewers`). Null labels
+(a viewer without samples there) are masked. Targets, in order: ``average``
+then each viewer.
+
+Features of a unit: a segment pools each extractor over the seconds in
+[start_s, end_s) (mean, max, std over the valid steps; the step at start_s
+when the segment is shorter than a step) plus the step at its last second; a
+second pools the ``seq_len`` seconds ending at it, plus the step at t (the
+same layout: a saved model, ``model/``, applied by ``evoke predict`` to new
+videos reads the per-second windows). With folds the saved model is one
+more fit on every group. Full heads read the ``seq_len``
+seconds ending at the unit's last second (for a segment: the segment and
+what precedes it, padded by repeating the first frame).
+
+Settings (``train.viewer_valence``): ``units`` (``segment`` | ``second``) and
+``folds``: null (default) uses the table's ``split`` column; a column name
+(``video_id`` = leave one film out, the paper's protocol, or any column of
+the label table, e.g. a ``film`` column) runs leave-one-group-out: one fit per
+group with that group as the test part and a seeded ``val_fraction`` of the
+other groups' videos for validation. The predictions then cover every unit
+(each from the fit that did not see its group) under split ``test``; ``n``
+counts every unit as train and test (each is both, in different folds) and
+``info["folds"]`` gives each fold's sizes.
 
 Heads: ``lightgbm`` and ``linear`` fit one classifier per target (single-task);
-``full`` trains one FullHead per target (single-task); ``full_multitask`` one
-FullHead with ``n_branches`` = viewers + 1 on a shared trunk (the COGNIMUSE
-multi-task model), BCE over the labelled entries. A target with a single class
-in training predicts its training rate (a documented skip, named in
-``info``). Metrics: accuracy (threshold 0.5) per target over its labelled
-seconds, ``mean_viewer_accuracy`` over the individual viewers and
-``average_viewer_accuracy``. Baseline: each target's majority class in training.
+``full`` trains one FullHead per target; ``full_multitask`` one FullHead with
+``n_branches`` = viewers + 1 on a shared trunk (the multi-task model), BCE over
+the labelled entries. A target with a single class in training predicts its
+training rate (named in ``info``).
+
+Metrics: accuracy (threshold 0.5; label 1 = valence >= 0) per target over its
+labelled units, with folds the mean over the folds of each fold's accuracy
+(folds where the target has no labelled unit are skipped);
+``mean_accuracy``: the paper's "Mean", over all 8 columns (the viewers and
+the average viewer); ``mean_viewer_accuracy``: over the viewers only;
+``average_viewer_accuracy``. Baselines on the same units: ``random`` (a fair
+coin: exactly 0.5 expected accuracy per column), ``always_positive``,
+``always_negative`` and ``majority_class`` (each target's majority in its
+training part, per fold with folds).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from evoke.heads.full import fit_full
-from evoke.tasks.base import Task, TaskData, TaskError, Units, register_task, split_units, with_split
+from evoke.heads.light import LIGHT_HEADS, fit_binary_columns_model
+from evoke.predict.model import ConstantPart, LightPart
+from evoke.tasks.base import (
+    SPLITS,
+    Task,
+    TaskData,
+    TaskError,
+    Units,
+    register_task,
+    split_units,
+    val_videos_from_train,
+    with_split,
+)
+
+
+@dataclass
+class ViewerUnits(Units):
+    """Units with each unit's segment start (``start_s``, None per second) and fold group."""
+
+    start_s: list[float] | None = None
+    group: list[str] | None = None
+
+    def take(self, keep: np.ndarray) -> "ViewerUnits":
+        idx = np.flatnonzero(keep) if keep.dtype == bool else keep
+        base = Units.take(self, idx)
+        pick = lambda xs: None if xs is None else [xs[i] for i in idx]  # noqa: E731
+        return ViewerUnits(base.video_id, base.time_s, base.y, base.mask, pick(self.start_s), pick(self.group))
+
+
+def segment_pooled_matrix(feats, units: ViewerUnits) -> np.ndarray:
+    """(N, sum 4 D) per extractor: mean, max, std over the steps in [start_s, end) of each segment,
+    then the step at its last second (the layout of :meth:`FeatureSet.pooled` per second, so a
+    saved segment model reads what ``evoke predict`` pools).
+
+    ``end`` is the unit's ``time_s`` + 1 (its last second's end); steps whose
+    mask is false are left out (all of them masked: the raw steps are pooled,
+    as :meth:`FeatureSet.pooled` does)."""
+    out = np.empty((len(units), feats.pooled_dim(True)), np.float32)
+    for i, (v, start, last) in enumerate(zip(units.video_id, units.start_s, units.time_s)):
+        parts = []
+        for e in feats.extractors:
+            f = feats.data[v][e]
+            ts = f.timestamps_s
+            sel = (ts >= start - 1e-6) & (ts < last + 1 - 1e-6)
+            if not sel.any():  # a segment shorter than a step: the step at its start
+                sel = np.zeros(ts.shape, bool)
+                sel[int(np.clip(np.searchsorted(ts, start + 1e-6, side="right") - 1, 0, len(ts) - 1))] = True
+            win, m = f.values[sel], f.mask[sel]
+            valid = win[m] if m.any() else win
+            parts += [valid.mean(0), valid.max(0), valid.std(0), win[-1]]
+        out[i] = np.concatenate(parts)
+    return out
+
+
+def fold_accuracy(pred: np.ndarray, units: Units, groups: list | None) -> dict[str, list[float]]:
+    """Per target column k: the accuracies of each group (one group = all units without folds)."""
+    g = np.zeros(len(units), dtype=object) if groups is None else np.asarray(groups, dtype=object)
+    out = []
+    for k in range(units.y.shape[1]):
+        accs = []
+        for key in sorted(set(g.tolist()), key=str):
+            m = units.mask[:, k] & (g == key)
+            if m.any():
+                accs.append(float(((pred[m, k] >= 0.5) == (units.y[m, k] >= 0.5)).mean()))
+        out.append(accs)
+    return out
 
 
 @register_task
 class ViewerValenceTask(Task):
     name = "viewer_valence"
-    description = "per-second binary valence per viewer and the average viewer"
+    description = "binary valence per segment (or second), per viewer and for the average viewer"
     per_second = True
     heads = ("lightgbm", "linear", "full", "full_multitask")
     label_files = {"viewer_valence": "labels/viewer_valence.parquet"}
+    # the labels stage writes both; an imported dataset without subtitles may have no segments
+    optional_label_files = {"segments": "labels/viewer_valence_segments.parquet"}
     kind = "binary"
     full_loss = "bce"
     dimension = "valence"
 
+    def __init__(self, settings: dict | None = None):
+        super().__init__(settings)
+        protocol = dict(self.settings.get("viewer_valence") or {})
+        unknown = set(protocol) - {"units", "folds"}
+        if unknown:
+            raise TaskError(f"viewer_valence: unknown setting(s) {', '.join(sorted(unknown))} (units, folds)")
+        self.units = protocol.get("units", "segment")
+        if self.units not in ("segment", "second"):
+            raise TaskError(f"viewer_valence: units must be segment or second, not {self.units!r}")
+        self.folds = protocol.get("folds")
+
+    def label_paths(self, dataset_dir, overrides=None):
+        key = "segments" if self.units == "segment" else "viewer_valence"
+        p = Path((overrides or {}).get(key) or dataset_dir / {**self.label_files, **self.optional_label_files}[key])
+        if not p.exists():
+            hint = " (units: segment reads the per-segment table; train.viewer_valence.units: second reads " \
+                   "the per-second one)" if key == "segments" else " (run the labels stage)"
+            raise TaskError(f"task {self.name}: label table {key!r} not found at {p}{hint}")
+        return {key: p}
+
+    # -------------------------------------------------------------- labels
+
     def load(self, dataset_dir: Path, paths: dict[str, Path]) -> TaskData:
-        df = pl.read_parquet(paths["viewer_valence"])
+        path = next(iter(paths.values()))
+        df = pl.read_parquet(path)
         avg = f"{self.dimension}_bin"
         if avg not in df.columns:
-            raise TaskError(f"{paths['viewer_valence']}: no {avg} column")
+            raise TaskError(f"{path}: no {avg} column")
+        if self.units == "segment":
+            missing = [c for c in ("segment", "start_s", "end_s") if c not in df.columns]
+            if missing:
+                raise TaskError(f"{path}: a segments table needs {', '.join(missing)} (units: segment)")
+            df = df.with_columns(
+                pl.max_horizontal(pl.col("start_s").floor(), pl.col("end_s").ceil() - 1).alias("time_s"))
         viewers = sorted(c.split("__", 1)[1] for c in df.columns if c.startswith(f"{avg}__"))
         cols = [avg] + [f"{avg}__{v}" for v in viewers]
-        df = with_split(df, dataset_dir, str(paths["viewer_valence"])).sort("video_id", "time_s")
+        order = ["video_id", "segment"] if self.units == "segment" else ["video_id", "time_s"]
+        if self.folds:
+            if self.folds not in df.columns:
+                raise TaskError(f"{path}: folds column {self.folds!r} not in the table "
+                                f"(it has {', '.join(df.columns)})")
+            df = df.filter(pl.col(self.folds).is_not_null()).sort(order)
+        else:
+            df = with_split(df, dataset_dir, str(path)).sort(order)
+        df = df.filter(pl.any_horizontal(pl.col(c).is_not_null() for c in cols))
         raw = df.select(cols).to_numpy().astype(np.float64)
         mask = ~np.isnan(raw)
-        units = Units(df["video_id"].to_list(), df["time_s"].to_list(), np.nan_to_num(raw), mask)
+        units = ViewerUnits(df["video_id"].to_list(), df["time_s"].to_list(), np.nan_to_num(raw), mask,
+                            df["start_s"].to_list() if self.units == "segment" else None,
+                            df[self.folds].cast(pl.String).to_list() if self.folds else None)
+        names = ["average"] + viewers
+        if self.folds:
+            groups = sorted(set(units.group))
+            if len(groups) < 2:
+                raise TaskError(f"{path}: folds by {self.folds!r} need at least 2 groups, found {groups}")
+            empty = units.take(np.zeros(len(units), bool))
+            return TaskData({"train": units, "val": empty, "test": units}, names,
+                            {"folds": self.folds, "groups": groups}, False)
         splits, from_train = split_units(units, df["split"].to_list(), self.val_fraction, self.seed)
-        return TaskData(splits, ["average"] + viewers, {}, from_train)
+        return TaskData(splits, names, {}, from_train)
+
+    # -------------------------------------------------------------- heads
+
+    def _features(self, feats, u: ViewerUnits) -> np.ndarray:
+        if self.units == "segment":
+            return segment_pooled_matrix(feats, u)
+        return feats.pooled_matrix(u.video_id, u.time_s, self.seq_len)
 
     def fit_predict(self, head, feats, data, out_dir, stop_after_epoch=None):
         self.check_head(head)
-        if head == "full_multitask":
-            self._check_classes(data)
-            d = {s: data.splits[s].as_dict() for s in data.splits}
-            preds, history, _ = fit_full(feats, d["train"], d["val"], [d["val"], d["test"]], "bce", 1,
-                                         self.full_cfg, out_dir / "checkpoint",
-                                         n_branches=len(data.target_names), stop_after_epoch=stop_after_epoch)
-            return {"val": preds[0], "test": preds[1]}, {"history": history}
-        if head != "full":
-            return super().fit_predict(head, feats, data, out_dir, stop_after_epoch)
+        if not self.folds:
+            return self._fit_split(head, feats, data, out_dir, stop_after_epoch)
+        units = data.splits["test"]
+        groups = np.asarray(units.group, dtype=object)
+        pred = np.zeros(units.y.shape)
+        info: dict = {"folds": {}, "protocol": f"leave-one-{self.folds}-out over {len(data.extra['groups'])} folds"}
+        for fold, g in enumerate(data.extra["groups"]):
+            sub = self.fold_data(data, g)
+            preds, fold_info = self._fit_split(head, feats, sub, out_dir / f"fold_{fold}", stop_after_epoch)
+            pred[groups == g] = preds["test"]
+            info["folds"][g] = {"n": sub.counts(), **{k: v for k, v in fold_info.items() if k != "history"}}
+            if "history" in fold_info:
+                info.setdefault("history", {})[f"fold {g}"] = fold_info["history"]
+        # the saved model (model/): fitted on every group, a seeded slice of the videos validating
+        held = val_videos_from_train(units.video_id, self.val_fraction, self.seed)
+        in_val = np.array([v in held for v in units.video_id], bool)
+        final = TaskData({"train": units.take(~in_val), "val": units.take(in_val),
+                          "test": units.take(np.zeros(len(units), bool))}, data.target_names, {}, True)
+        self._fit_split(head, feats, final, out_dir / "all_folds", stop_after_epoch)
+        info["saved_model"] = f"fitted on all {len(data.extra['groups'])} groups"
+        return {"test": pred}, info
+
+    def fold_data(self, data: TaskData, group: str) -> TaskData:
+        """One leave-one-group-out fold: ``group`` is the test part; a seeded slice of the other
+        groups' videos validates."""
+        units = data.splits["test"]
+        g = np.asarray(units.group, dtype=object)
+        rest = units.take(g != group)
+        held = val_videos_from_train(rest.video_id, self.val_fraction, self.seed)
+        in_val = np.array([v in held for v in rest.video_id], bool)
+        return TaskData({"train": rest.take(~in_val), "val": rest.take(in_val), "test": units.take(g == group)},
+                        data.target_names, {}, True)
+
+    def _fit_split(self, head, feats, data, out_dir, stop_after_epoch):
+        if head in LIGHT_HEADS:
+            X = {s: self._features(feats, data.splits[s]) for s in SPLITS}
+            tr = data.splits["train"]
+            model, info = fit_binary_columns_model(head, X["train"], tr.y, tr.mask, data.target_names,
+                                                   self.seed, self._params(head))
+            self.fitted = self.head_model(head, feats, data.target_names, [(None, LightPart(model))])
+            return {s: model.predict(X[s]) for s in ("val", "test")}, info
         self._check_classes(data)
+        if head == "full_multitask":
+            d = {s: data.splits[s].as_dict() for s in data.splits}
+            preds, history, net = fit_full(feats, d["train"], d["val"], [d["val"], d["test"]], "bce", 1,
+                                           self.full_cfg, out_dir / "checkpoint",
+                                           n_branches=len(data.target_names), stop_after_epoch=stop_after_epoch)
+            self.fitted = self.head_model(head, feats, data.target_names,
+                                          [(None, self.full_part(net, feats, "bce", 1, len(data.target_names)))])
+            return {"val": preds[0], "test": preds[1]}, {"history": history}
         tr = data.splits["train"]
         out = {s: np.zeros((len(data.splits[s]), len(data.target_names))) for s in ("val", "test")}
-        histories, constant = {}, []
+        histories, constant, parts = {}, [], []
         for k, name in enumerate(data.target_names):
             sub = {s: {**data.splits[s].as_dict(), "y": data.splits[s].y[:, [k]], "mask": data.splits[s].mask[:, [k]]}
                    for s in data.splits}
             yk = tr.y[tr.mask[:, k], k]
             if np.unique(yk).size < 2:
                 constant.append(name)
+                parts.append(([k], ConstantPart(yk.mean() if yk.size else 0.5)))
                 for s in out:
-                    out[s][:, k] = yk.mean() if yk.size else 0.5
+                    out[s][:, k] = parts[-1][1].value
                 continue
-            preds, histories[name], _ = fit_full(feats, sub["train"], sub["val"], [sub["val"], sub["test"]],
-                                                 "bce", 1, self.full_cfg, out_dir / "checkpoint" / name,
-                                                 stop_after_epoch=stop_after_epoch)
+            preds, histories[name], net = fit_full(feats, sub["train"], sub["val"], [sub["val"], sub["test"]],
+                                                   "bce", 1, self.full_cfg, out_dir / "checkpoint" / name,
+                                                   stop_after_epoch=stop_after_epoch)
             out["val"][:, k], out["test"][:, k] = preds[0][:, 0], preds[1][:, 0]
+            parts.append(([k], self.full_part(net, feats, "bce", 1)))
+        self.fitted = self.head_model(head, feats, data.target_names, parts)
         return out, {"history": histories, "constant_columns": constant}
+
+    # -------------------------------------------------------------- scores
 
     def evaluate(self, pred, units, data):
         if len(units) == 0:
             return {"n": 0}
-        pred = np.asarray(pred).reshape(len(units), -1)
-        out = {"n": len(units)}
-        accs = {}
-        for k, name in enumerate(data.target_names):
-            m = units.mask[:, k]
-            accs[name] = float(((pred[m, k] >= 0.5) == (units.y[m, k] >= 0.5)).mean()) if m.any() else float("nan")
-        out["accuracy"] = accs
-        viewers = [accs[v] for v in data.target_names[1:] if np.isfinite(accs[v])]
+        pred = np.asarray(pred, dtype=np.float64).reshape(len(units), -1)
+        per_fold = fold_accuracy(pred, units, units.group if self.folds else None)
+        accs = {name: float(np.mean(a)) if a else float("nan") for name, a in zip(data.target_names, per_fold)}
+        out = {"n": len(units), "accuracy": accs}
+        if self.folds:
+            out["n_folds"] = len(data.extra["groups"])
+            out["accuracy_per_fold"] = dict(zip(data.target_names, per_fold))
+        finite = lambda xs: [x for x in xs if np.isfinite(x)]  # noqa: E731
+        viewers = finite(accs[v] for v in data.target_names[1:])
+        every = finite(accs.values())
+        out["mean_accuracy"] = float(np.mean(every)) if every else float("nan")
         out["mean_viewer_accuracy"] = float(np.mean(viewers)) if viewers else float("nan")
         out["average_viewer_accuracy"] = accs["average"]
         return out
 
+    def _majority(self, train: Units) -> np.ndarray:
+        return np.array([float((train.y[train.mask[:, k], k] >= 0.5).mean() >= 0.5) if train.mask[:, k].any()
+                         else 0.0 for k in range(train.y.shape[1])])
+
     def baselines(self, data, split="test"):
-        tr, te = data.splits["train"], data.splits[split]
+        te = data.splits[split]
         if len(te) == 0:
             return {}
-        maj = np.array([float((tr.y[tr.mask[:, k], k] >= 0.5).mean() >= 0.5) if tr.mask[:, k].any() else 0.0
-                        for k in range(tr.y.shape[1])])
-        return {"majority_class": self.evaluate(np.repeat(maj[None], len(te), 0), te, data)}
+        n, k = te.y.shape
+        if self.folds:
+            groups = np.asarray(te.group, dtype=object)
+            majority = np.zeros((n, k))
+            for g in data.extra["groups"]:
+                majority[groups == g] = self._majority(self.fold_data(data, g).splits["train"])
+        else:
+            majority = np.repeat(self._majority(data.splits["train"])[None], n, 0)
+        # a fair coin is right half the time on every labelled unit, whatever the labels
+        labelled = [bool(te.mask[:, j].any()) for j in range(k)]
+        coin = {name: 0.5 if has else float("nan") for name, has in zip(data.target_names, labelled)}
+        out = {"random": {"n": n, "accuracy": coin, "mean_accuracy": 0.5 if any(labelled) else float("nan"),
+                          "mean_viewer_accuracy": 0.5 if any(labelled[1:]) else float("nan"),
+                          "average_viewer_accuracy": coin["average"]},
+               "always_positive": self.evaluate(np.ones((n, k)), te, data),
+               "always_negative": self.evaluate(np.zeros((n, k)), te, data),
+               "majority_class": self.evaluate(majority, te, data)}
+        return out
