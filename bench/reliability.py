@@ -6,11 +6,12 @@
   shard file (no parts, no assembly: what a run without resume would do), on the same
   demo clips, alternating the two per repetition so a change in the machine's load hits
   both; the stored frames must be equal;
-* torch threads: efficientnet (Lite0, CPU) over the same frames with 1 and 2 intra-op
-  threads: seconds, and the largest relative difference between the two (why
+* torch threads: efficientnet (Lite0, CPU) over stored frames (96 px short side,
+  upscaled to the model's 224, and the default 360, downscaled) with 1 and 2 intra-op
+  threads: seconds, and the relative L2 difference between the two (why
   ``features.torch_threads`` is fixed).
 
-    .venv/bin/python bench/reliability.py [--videos 10] [--reps 3]
+    .venv/bin/python bench/reliability.py [--videos 10] [--reps 3] [--threads-only]
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def commits(clips: list[Path], reps: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def threads(clips: list[Path], reps: int) -> None:
+def threads(clips: list[Path], reps: int, short_side: int) -> None:
     import torch
 
     from evoke.features import create_extractor
@@ -93,7 +94,7 @@ def threads(clips: list[Path], reps: int) -> None:
 
     frames = []
     for clip in clips:
-        frames += [img for _, _, _, img in sample_frames(clip, 1.0, 224, "pyav")]
+        frames += [img for _, _, _, img in sample_frames(clip, 1.0, short_side, "pyav")]
     shape = frames[0].shape
     imgs = np.stack([f for f in frames if f.shape == shape][:32])
     video = VideoInput("bench", np.arange(len(imgs), dtype=np.float64), np.ones(len(imgs), bool),
@@ -109,20 +110,23 @@ def threads(clips: list[Path], reps: int) -> None:
             values[n] = ext.extract(video).values
             secs[n] = min(secs[n], time.perf_counter() - t)
     rel = float(np.linalg.norm(values[1] - values[2]) / np.linalg.norm(values[1]))
-    print(f"efficientnet Lite0 CPU, {len(imgs)} frames: 1 thread {secs[1]:.2f} s, 2 threads {secs[2]:.2f} s "
-          f"(1 thread / 2 threads {secs[1] / secs[2]:.2f}); relative L2 difference 1 vs 2 threads: {rel:.1e}, "
-          f"identical: {np.array_equal(values[1], values[2])}")
+    print(f"efficientnet Lite0 CPU, {len(imgs)} frames of {shape[1]}x{shape[0]}: 1 thread {secs[1]:.2f} s, "
+          f"2 threads {secs[2]:.2f} s (1 thread / 2 threads {secs[1] / secs[2]:.2f}); relative L2 difference "
+          f"1 vs 2 threads: {rel:.1e}, identical: {np.array_equal(values[1], values[2])}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=10)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads-only", action="store_true", help="only the torch-threads part")
     args = ap.parse_args()
     clips = sorted((REPO / "data" / "demo" / "clips").glob("demo_*.mp4"))[: args.videos]
     print(f"load average before: {os.getloadavg()[0]:.2f}")
-    commits(clips, args.reps)
-    threads(clips, args.reps)
+    if not args.threads_only:
+        commits(clips, args.reps)
+    for short_side in (96, 360):  # upscaled to the model's 224 px, and downscaled (the default)
+        threads(clips, args.reps, short_side)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

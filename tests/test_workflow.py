@@ -76,10 +76,7 @@ def test_ingest_target_then_frames_then_nothing_to_do(workdir):
 def test_failures_are_complete_under_the_features_target(media, tmp_path):
     """No ingest target run: the dataset's failures table still lists the videos ingest lost."""
     (tmp_path / "manifest.csv").write_text(
-        f"video_id,source,split
-good,{media['noaudio']},train
-text,{media['text']},train
-")
+        f"video_id,source,split\ngood,{media['noaudio']},train\ntext,{media['text']},train\n")
     (tmp_path / "config.yaml").write_text(
         "dataset: t\nmanifest: manifest.csv\nshard_size: 1\nframes:\n  short_side: 48\n"
         "features:\n  extractors: [colour]\n")

@@ -183,6 +183,22 @@ def test_a_full_disk_fails_the_frames_job_with_one_message_and_nothing_half_writ
     assert _hidden(small_tmpfs / "frames") == []
 
 
+def test_a_full_disk_fails_the_features_job_before_a_part_is_written(media, tmp_path, small_tmpfs):
+    from evoke.features.stage import features_shard
+
+    rows = _rows(tmp_path, media, ["noaudio"])
+    frames = tmp_path / "frames" / "s00000.h5"
+    frames_shard(rows, tmp_path, FRAMES, "s00000", frames)
+    (small_tmpfs / "ingest").symlink_to(tmp_path / "ingest")
+    (small_tmpfs / "filler").write_bytes(b"\0" * (2 << 20))  # 1 MiB left: less than a part may need
+    out = small_tmpfs / "features" / "colour" / "s00000.h5"
+    with pytest.raises(DiskFull, match=r"no room to write the part of video noaudio"):
+        features_shard("colour", {"config": {}, "device": "cpu", "weights": {}}, frames, rows, small_tmpfs,
+                       "s00000", out, status_out=out.with_suffix(".status.parquet"))
+    assert not out.exists() and not out.with_suffix(".status.parquet").exists()
+    assert _hidden(small_tmpfs / "features") == []
+
+
 def test_an_hdf5_write_on_a_full_disk_is_recognised_as_disk_full(small_tmpfs):
     with pytest.raises(OSError) as err:
         with h5py.File(small_tmpfs / "big.h5", "w") as f:

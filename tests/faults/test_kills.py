@@ -26,6 +26,7 @@ from pathlib import Path
 import h5py
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from conftest import REPO
 
@@ -41,8 +42,13 @@ STAGES = {
     "labels": ("-m evoke labels", "-m evoke danmaku"),
     "train": ("-m evoke train",),
 }
+# tables that differ in their last bits between two uninterrupted runs (the danmaku
+# classifier's training, the viewer-valence averages' summation order: not this suite's
+# subject); they are compared to a relative 1e-4 instead of bit for bit
+NOT_BITWISE = ("labels/danmaku/scored.parquet", "labels/viewer_valence.parquet",
+               "labels/viewer_valence_segments.parquet")
 KILLS = ("worker", "group", "term")
-KILLS_PER_STAGE = 4
+KILLS_PER_STAGE = {"ingest": 4, "frames": 4, "features": 4, "labels": 5, "train": 4}
 
 
 def start(workdir: Path, *args: str) -> subprocess.Popen:
@@ -196,9 +202,13 @@ def test_kills_anywhere_then_the_same_command_give_the_uninterrupted_runs_conten
     refused_second = False
     for stage in STAGES:
         n = 0
-        while n < KILLS_PER_STAGE:
+        while n < KILLS_PER_STAGE[stage]:
             how = KILLS[len(hits) % len(KILLS)]
-            proc = start(work, *TARGETS)
+            # the heads train while the labels are still being built, so by now they may be
+            # done: a forced retraining is killed instead, and the plain command must redo it
+            # (an interrupted --forcerun)
+            force = ("--forcerun", "train_head") if stage == "train" else ()
+            proc = start(work, *TARGETS, *force)
             if not refused_second and stage == "frames":
                 # a second invocation on the same results folder while this one runs is refused
                 while proc.poll() is None and not list((work / "results" / "k" / ".runs").glob("*.json")):
@@ -228,6 +238,11 @@ def test_kills_anywhere_then_the_same_command_give_the_uninterrupted_runs_conten
     assert refused_second
     got = content(work / "results" / "k")
     differ = sorted(k for k in set(expected) | set(got) if expected.get(k) != got.get(k))
+    for rel in NOT_BITWISE:
+        if rel in differ:
+            assert_frame_equal(pl.read_parquet(ref / "results" / "k" / rel),
+                               pl.read_parquet(work / "results" / "k" / rel), check_exact=False, rel_tol=1e-4)
+            differ.remove(rel)
     assert not differ, f"content differs after kills {summary}: {differ}"
     assert leftovers(work) == []
     again = subprocess.run(

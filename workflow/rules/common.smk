@@ -10,8 +10,8 @@ from evoke.features import EXTRACTORS
 from evoke.features.cli import features_settings, validate_features_config
 from evoke.manifest import SHARD_MAP, assign_shards, read_manifest
 from evoke.store import clear_stale_snakemake_locks, run_records, write_run_record
-from snakemake.exceptions import WorkflowError
 from evoke.weights import WeightsMissing
+from snakemake.exceptions import WorkflowError
 
 # Validate once (defaults filled in); a bad key or value stops here with its name.
 _validated = validate_config(config, source="config.yaml")
@@ -24,47 +24,6 @@ DATASET = config["dataset"]
 EXTRACTOR_NAMES = list(config["features"]["extractors"])
 D = f"results/{DATASET}"
 MANIFEST = read_manifest(config["manifest"])
-# Runs on this results folder: onstart records the Snakemake process (host, PID) in
-# {D}/.runs/, onsuccess/onerror remove it. A record whose process died on this host is a
-# killed run: its Snakemake locks are removed here (what --unlock does), so running the
-# same command again works. A run that still holds the folder refuses this one (a dry
-# run only warns), naming host and PID.
-RUNS_DIR = f"{D}/.runs"
-_RUN_RECORD = []
-if workflow.is_main_process:
-    _live, _dead = run_records(RUNS_DIR)
-    if _dead and not _live:
-        _n = clear_stale_snakemake_locks(".snakemake/locks", D)
-        for _p in _dead:
-            _p.unlink(missing_ok=True)
-        if _n:
-            print(f"evoke: removed the Snakemake locks of a killed run on {D} ({_n})", file=sys.stderr)
-    if _live and workflow.execution_settings.lock:
-        _who = "; ".join(f"PID {r['pid']} on host {r['host']} since {r['since']}" for r in _live)
-        _msg = (f"{D} is in use by another Snakemake run ({_who}); wait for it to finish, or if it "
-                f"is gone, delete {', '.join(r['file'] for r in _live)}")
-        if not workflow.dryrun:
-            raise WorkflowError(_msg)
-        print(f"evoke: warning: {_msg}", file=sys.stderr)
-
-
-onstart:
-    _RUN_RECORD.append(write_run_record(RUNS_DIR))
-
-
-def _drop_run_record():
-    for p in _RUN_RECORD:
-        p.unlink(missing_ok=True)
-
-
-onsuccess:
-    _drop_run_record()
-
-
-onerror:
-    _drop_run_record()
-
-
 # slots from the append-only shard map beside the results: deleting a manifest row
 # moves no other video to another shard (evoke.manifest)
 SHARDS = assign_shards(MANIFEST, config["shard_size"], shard_map=f"{D}/{SHARD_MAP}")
@@ -151,6 +110,55 @@ def shard_digest(wildcards):
 
 def shard_files(pattern):
     return expand(pattern, shard=sorted(SHARDS))
+
+
+# Runs on this results folder: onstart records the Snakemake process (host, PID) in
+# {D}/.runs/, onsuccess/onerror remove it. A record whose process died on this host is a
+# killed run: its Snakemake locks are removed here, while parsing (what --unlock does), so
+# running the same command again works. A run that still holds the folder is named here;
+# Snakemake's own lock then refuses this run (a dry run only warns), and onstart refuses it
+# even with overlapping targets Snakemake would not lock (unless --nolock is given).
+RUNS_DIR = f"{D}/.runs"
+_RUN_RECORD = []
+
+
+def _in_use_message(live):
+    who = "; ".join(f"PID {r['pid']} on host {r['host']} since {r['since']}" for r in live)
+    return (f"{D} is in use by another Snakemake run ({who}); wait for it to finish, or if it "
+            f"is gone, delete {', '.join(r['file'] for r in live)}")
+
+
+if workflow.is_main_process:
+    _live, _dead = run_records(RUNS_DIR)
+    if _dead and not _live:
+        _n = clear_stale_snakemake_locks(".snakemake/locks", D)
+        for _p in _dead:
+            _p.unlink(missing_ok=True)
+        if _n:
+            print(f"evoke: removed the Snakemake locks of a killed run on {D} ({_n})", file=sys.stderr)
+    if _live:
+        print(f"evoke: {_in_use_message(_live)}", file=sys.stderr)
+
+
+onstart:
+    _live = run_records(RUNS_DIR)[0]
+    _settings = getattr(workflow, "execution_settings", None)
+    if _live and getattr(_settings, "lock", True):
+        raise WorkflowError(_in_use_message(_live))
+    _RUN_RECORD.append(write_run_record(RUNS_DIR))
+
+
+def _drop_run_record():
+    for p in _RUN_RECORD:
+        p.unlink(missing_ok=True)
+
+
+onsuccess:
+    _drop_run_record()
+
+
+onerror:
+    _drop_run_record()
 
 
 localrules:
