@@ -40,7 +40,7 @@ same child:
   and ``reference_cpu_s`` are the child's CPU seconds (steadier when other
   jobs share the cores).
 
-    .venv/bin/python bench/heads.py                       # demo + 50,000 videos (about 40 min on 2 cores)
+    .venv/bin/python bench/heads.py                       # demo + 50,000 videos (hours on 2 cores: two full heads)
     .venv/bin/python bench/heads.py --videos 2000         # a quick look
     .venv/bin/python bench/heads.py --only demo
 
