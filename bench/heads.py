@@ -36,9 +36,11 @@ same child:
   (forward, backward, step) on four training batches cut beforehand and held
   in memory, timed over up to 40 batches (``--probe-batches``) and scaled to the epoch's batch
   count, so the ratio is the cost of reading, cutting and padding the
-  sequences and of the validation pass.
+  sequences and of the validation pass. Beside the wall times, ``fit_cpu_s``
+  and ``reference_cpu_s`` are the child's CPU seconds (steadier when other
+  jobs share the cores).
 
-    .venv/bin/python bench/heads.py                       # demo + 50,000 videos (about 40 min on 2 cores)
+    .venv/bin/python bench/heads.py                       # demo + 50,000 videos (hours on 2 cores: two full heads)
     .venv/bin/python bench/heads.py --videos 2000         # a quick look
     .venv/bin/python bench/heads.py --only demo
 
@@ -66,6 +68,12 @@ FULL_VARIANTS = {
     "former": {"gru_hidden": 128, "moe": "hidden_layer", "gating_batch_norm": False, "moe_dim": 256,
                "n_experts": 4, "loss": "l1_softmax"},
 }
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process (user + system): steadier than wall time on a shared machine."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _rss_mib() -> float:
@@ -157,22 +165,23 @@ def child_linear(ddir: Path, extractors: list[str]) -> dict:
             "peak_rss_mib": _rss_mib()}
 
 
-def child_full(ddir: Path, extractors: list[str], variant: str = "paper", probe_batches: int = 40) -> dict:
+def child_full(ddir: Path, extractors: list[str], variant: str = "paper", probe_batches: int = 40,
+               threads: int = 2) -> dict:
     import numpy as np
     import torch
 
     from evoke.heads.full import FullConfig, compute_loss, fit_full
     from evoke.heads.models import count_parameters
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     fs, data = _vce(ddir, extractors)
     cfg = FullConfig.for_task("vce", FULL | FULL_VARIANTS[variant])
     tr, va = data.splits["train"], data.splits["val"]
     ckpt = OUT / "heads_ckpt" / f"{ddir.name}_{variant}"
     shutil.rmtree(ckpt, ignore_errors=True)  # a checkpoint left by an earlier run would be resumed
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu_s()
     _, history, model = fit_full(fs, tr.as_dict(), va.as_dict(), [], "l1_softmax", tr.y.shape[1], cfg, ckpt)
-    run = time.perf_counter() - t
+    run, run_cpu = time.perf_counter() - t, _cpu_s() - c
     loss = cfg.loss or "l1_softmax"
     epoch_s = history[0]["epoch_s"]
     # reference: the model alone on training batches already cut and held in memory
@@ -195,13 +204,14 @@ def child_full(ddir: Path, extractors: list[str], variant: str = "paper", probe_
         opt.step()
 
     step(batches[0])  # warm-up (first-call allocations), not timed
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu_s()
     for i in range(probe):
         step(batches[i % len(batches)])
     bare_train = (time.perf_counter() - t) / probe * n_batches
+    bare_cpu = (_cpu_s() - c) / probe * n_batches
     return {"variant": variant, "n_parameters": count_parameters(model), "gru_hidden": model.init_args["gru_hidden"],
             "moe": cfg.moe, "loss": loss, "batch_size": bs,
-            "epoch_s": epoch_s, "fit_s": run, "train_units": len(tr), "val_units": len(va),
+            "epoch_s": epoch_s, "fit_s": run, "fit_cpu_s": run_cpu, "reference_cpu_s": bare_cpu, "train_units": len(tr), "val_units": len(va),
             "batches": n_batches, "reference_s": bare_train, "ratio": epoch_s / bare_train,
             "reference_batches_timed": probe, "peak_rss_mib": _rss_mib()}
 
@@ -247,6 +257,7 @@ def main() -> int:
     ap.add_argument("--seconds", default="5,30")
     ap.add_argument("--lgbm-rounds", type=int, default=3, help="rounds timed on the synthetic set (demo: 200)")
     ap.add_argument("--only", choices=["demo", "synthetic"])
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the full heads' children")
     ap.add_argument("--probe-batches", type=int, default=40,
                     help="training batches the full heads' model-alone reference times (scaled to the epoch)")
     ap.add_argument("--skip", action="append", default=[], choices=sorted(CHILDREN))
@@ -278,7 +289,8 @@ def main() -> int:
                 continue
             kw = {"rounds": rounds} if kind == "lightgbm" else {}
             if kind.startswith("full_"):
-                kw = {"variant": kind.split("_", 1)[1], "probe_batches": args.probe_batches}
+                kw = {"variant": kind.split("_", 1)[1], "probe_batches": args.probe_batches,
+                      "threads": args.threads}
             r[kind] = run_child(kind, d, extractors, **kw)
         results[name] = r
     results["load_average_end"] = os.getloadavg()[0]
