@@ -46,7 +46,7 @@ def child(ddir: Path, extractors: list[str], fit_videos: int, rounds: int) -> di
     from evoke.tasks import get_task
     from evoke.tasks.base import TaskData
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # one thread: on a shared, loaded machine a second one only spins
     fs, data = _vce(ddir, extractors)
     n_videos = len(fs.video_ids)
     card = {"extractors": feature_identity(ddir, extractors), "frames": None, "feature_set": "+".join(extractors),
