@@ -36,8 +36,8 @@ from evoke.store import write_parquet
 
 log = logging.getLogger(__name__)
 
-# videos predicted at once: bounds the pooled matrices and sequence batches in memory
-CHUNK_VIDEOS = 1000
+# units predicted at once: bounds the pooled matrix in memory (4,096 x 4,224 float32: 70 MiB)
+CHUNK_UNITS = 4096
 SHARD = "s00000"
 
 
@@ -56,14 +56,14 @@ def units_of(feats: FeatureSet, video_ids: list[str], per_second: bool) -> tuple
 
 
 def predictions_table(model: HeadModel, feats: FeatureSet, video_ids: list[str],
-                      split_of: dict[str, str] | None = None, chunk: int = CHUNK_VIDEOS) -> pl.DataFrame:
-    """``video_id[, time_s], split, pred_*`` for ``video_ids``, ``chunk`` videos at a time."""
-    parts = []
-    for s in range(0, len(video_ids), chunk):
-        vids, times = units_of(feats, video_ids[s:s + chunk], model.per_second)
-        parts.append(_frame(model, vids, times, model.predict(feats, vids, times), split_of))
-    return pl.concat(parts) if parts else _frame(model, [], [] if model.per_second else None,
-                                                  np.zeros((0, len(model.classes))), split_of)
+                      split_of: dict[str, str] | None = None, chunk: int = CHUNK_UNITS) -> pl.DataFrame:
+    """``video_id[, time_s], split, pred_*`` for the units of ``video_ids``, ``chunk`` units at a
+    time (in video order, so the feature cache reads each video once)."""
+    vids, times = units_of(feats, video_ids, model.per_second)
+    pred = np.zeros((len(vids), len(model.classes)))
+    for s in range(0, len(vids), chunk):
+        pred[s:s + chunk] = model.predict(feats, vids[s:s + chunk], None if times is None else times[s:s + chunk])
+    return _frame(model, vids, times, pred, split_of)
 
 
 def _frame(model: HeadModel, vids, times, pred: np.ndarray, split_of) -> pl.DataFrame:
@@ -98,6 +98,7 @@ def predict_dataset(run_dir: str | Path, dataset_dir: str | Path, out: str | Pat
             raise PredictError(f"{ddir / 'features'}: no video has features of every extractor of the model "
                                f"({', '.join(model.extractors)})")
         table = predictions_table(model, feats, sorted(feats.video_ids), _splits(ddir))
+        feats.data.close()
         log.info("%s/%s: predicted %d unit(s) of %d video(s) of %s", model.task, model.head, table.height,
                  len(feats.video_ids), ddir)
     return _finish(table, card, out, plot_dir)
