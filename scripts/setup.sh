@@ -48,4 +48,4 @@ fi
 if [ "${EVOKE_SKIP_DEMO:-0}" != 1 ]; then
   .venv/bin/evoke demo build --out data/demo
 fi
-log "ready: .venv/bin/snakemake --cores 2   (or: bash scripts/demo.sh)"
+log "ready: bash scripts/demo.sh (the demo), or .venv/bin/snakemake --cores 2 --config dataset=NAME manifest=FILE (your own videos)"
