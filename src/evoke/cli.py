@@ -23,6 +23,7 @@ log = logging.getLogger("evoke")
 COMMAND_MODULES = [
     "evoke.cli_stages",
     "evoke.inspect",
+    "evoke.status",
     "evoke.demo",
     "evoke.features.cli",
     "evoke.heads.cli",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
 import polars as pl
@@ -11,6 +12,7 @@ import polars as pl
 from evoke.cli import add_settings_argument
 from evoke.config import load_config, validate_config
 from evoke.manifest import assign_shards, read_manifest, shard_rows
+from evoke.status import log_shard_summary
 from evoke.store import dataset_dir, failures_from_status, merge_failures, write_parquet
 
 log = logging.getLogger(__name__)
@@ -50,12 +52,14 @@ def cmd_manifest_check(args) -> int:
 def cmd_ingest_shard(args) -> int:
     from evoke.ingest import ingest_shard
 
+    started = time.monotonic()
     c = _common(args)
     rows = shard_rows(read_manifest(Path(c["manifest"])), c["shard_size"], args.shard)
     status = ingest_shard(rows, dataset_dir(c["dataset"]), _section(args, "ingest"), args.shard)
     write_parquet(status, args.out)
     failed = status.filter(pl.col("status") == "failed").height
     log.info("ingest %s: %d ok, %d failed -> %s", args.shard, status.height - failed, failed, args.out)
+    log_shard_summary("ingest", args.shard, status, started)
     return 0
 
 
@@ -80,10 +84,12 @@ def cmd_stage_merge(args) -> int:
 def cmd_frames_shard(args) -> int:
     from evoke.frames import frames_shard
 
+    started = time.monotonic()
     c = _common(args, need=("dataset",))
     probe_rows = pl.read_parquet(args.probe)
     status = frames_shard(probe_rows, dataset_dir(c["dataset"]), _section(args, "frames"), args.shard, args.out)
     write_parquet(status, args.status)
+    log_shard_summary("frames", args.shard, status, started)
     return 0
 
 

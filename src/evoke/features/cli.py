@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import polars as pl
@@ -93,12 +94,15 @@ def cmd_weights(args) -> int:
 
 def cmd_shard(args) -> int:
     from evoke.features.stage import features_shard
+    from evoke.status import log_shard_summary
 
+    started = time.monotonic()
     settings = args.settings if args.settings is not None else features_settings(
         load_config(args.config)["features"], args.extractor)
     status = features_shard(args.extractor, settings, args.frames, pl.read_parquet(args.probe),
                             Path("results") / args.dataset, args.shard, args.out)
     write_parquet(status, args.status)
+    log_shard_summary(f"features {args.extractor}", args.shard, status, started)
     return 0
 
 
