@@ -53,3 +53,59 @@ def test_building_the_cli_parser_does_not_import_torch():
     code = "import sys, evoke.cli; evoke.cli.build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def _parsers(parser, path=("evoke",)):
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def test_every_option_has_help_and_no_docstring_markup_leaks():
+    import argparse
+
+    from evoke.cli import build_parser
+
+    missing, markup = [], []
+    for path, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if action.help is None and not isinstance(action, argparse._SubParsersAction):
+                missing.append(f"{' '.join(path)} {action.option_strings or action.dest}")
+        text = parser.format_help()
+        if "``" in text or ":func:" in text or ":mod:" in text or "\n::" in text:
+            markup.append(" ".join(path))
+    assert not missing, missing
+    assert not markup, markup
+
+
+def test_labels_list_names_the_command_of_every_builder(capsys):
+    from evoke.cli import build_parser
+    from evoke.labels import LABEL_BUILDERS
+    from evoke.labels.cli import BUILDER_COMMANDS
+
+    assert set(BUILDER_COMMANDS) == set(LABEL_BUILDERS)
+    commands = {path for path, _ in _parsers(build_parser())}
+    for command in BUILDER_COMMANDS.values():
+        assert tuple(command.split()) in commands, command
+    assert main(["labels", "list"]) == 0
+    assert "v2v_pairs" in (out := capsys.readouterr().out) and "(run by: evoke labels v2v-votes)" in out
+
+
+def test_manifest_check_takes_the_shard_size_from_the_config(tmp_path, capsys, monkeypatch):
+    m = tmp_path / "m.csv"
+    m.write_text("video_id,source,split\n" + "".join(f"v{i},/x/{i}.mp4,train\n" for i in range(5)))
+    monkeypatch.chdir(tmp_path)
+    assert main(["manifest", "check", str(m)]) == 0  # no config.yaml here: the schema's 200
+    assert "5 videos, 1 shards of 200" in capsys.readouterr().out
+    (tmp_path / "config.yaml").write_text("shard_size: 2\n")
+    assert main(["manifest", "check", str(m)]) == 0
+    assert "5 videos, 3 shards of 2" in capsys.readouterr().out
+    assert main(["manifest", "check", str(m), "--shard-size", "5"]) == 0
+    assert "1 shards of 5" in capsys.readouterr().out
+    (tmp_path / "config.yaml").write_text("shard_size: 0\n")
+    assert main(["manifest", "check", str(m)]) == 2
+    assert "config.yaml: shard_size: 0 is less than the minimum of 1" in capsys.readouterr().err

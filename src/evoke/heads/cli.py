@@ -49,21 +49,22 @@ TASK_NAMES = ("danmaku_ldl", "eev", "v2v", "v2v_from_emotions", "vce", "viewer_v
 def register(sub) -> None:
     p = sub.add_parser("train", help="train one head of one task on one feature set",
                        description="Writes predictions.parquet, metrics.json and (full heads) checkpoint/ to --out.")
-    p.add_argument("--task", required=True, choices=TASK_NAMES)
-    p.add_argument("--head", required=True, choices=["lightgbm", "linear", "full", "full_multitask"])
+    p.add_argument("--task", required=True, choices=TASK_NAMES, help="the task (its labels, loss and metrics)")
+    p.add_argument("--head", required=True, choices=["lightgbm", "linear", "full", "full_multitask"],
+                   help="the model: pooled-feature LightGBM or linear, or the full PyTorch head")
     p.add_argument("--features", default="", help="extractor names, comma- or +-separated (e.g. colour,motion)")
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", required=True, help="dataset name (labels and features in results/{dataset})")
     p.add_argument("--dataset-dir", type=Path, help="default: results/{dataset}")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--labels", action="append", metavar="KEY=PATH",
                    help="use this label table instead of the default (e.g. danmaku=labels/x.parquet)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, help="random seed (default: the settings' seed, 0)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for LightGBM and torch (default 1)")
     add_settings_argument(p, "train (seed, val_fraction, feature_memory_mb, full, lightgbm, linear)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="collect every trained head's metrics into metrics.json, report.html/.md")
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", required=True, help="dataset name (results/{dataset})")
     p.add_argument("--dataset-dir", type=Path, help="default: results/{dataset}")
     p.add_argument("--out", type=Path, help="default: results/{dataset}/report")
     p.add_argument("inputs", nargs="*", type=Path, help="metrics.json files (default: every one under train/)")
