@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from evoke.cli import add_settings_argument
-from evoke.config import load_config, read_config_file, validate_config
+from evoke.config import ConfigError, load_config, validate_config
 from evoke.manifest import assign_shards, read_manifest, shard_rows
 from evoke.status import log_shard_summary
 from evoke.store import dataset_dir, failures_from_status, merge_failures, write_parquet
@@ -30,6 +30,9 @@ def _common(args, need=("manifest", "dataset", "shard_size")) -> dict:
     """The dataset arguments a command needs: from the command line, else from the config file."""
     given = {"manifest": args.manifest, "dataset": args.dataset, "shard_size": args.shard_size}
     cfg = load_config(args.config) if any(given[k] is None for k in need) else {}
+    for k in need:
+        if given[k] is None and k not in cfg:
+            raise ConfigError(f"{args.config}: no {k}: give --{k.replace('_', '-')}")
     return {k: given[k] if given[k] is not None else cfg[k] for k in need}
 
 
@@ -41,9 +44,9 @@ def _add_dataset_args(p):
 
 def cmd_manifest_check(args) -> int:
     manifest = read_manifest(args.manifest)
-    if args.shard_size is None:  # the config's shard_size, checked by the schema; no manifest needed
-        layer = read_config_file(args.config) if args.config.is_file() else {}
-        args.shard_size = validate_config({**layer, "manifest": "-"}, source=str(args.config))["shard_size"]
+    if args.shard_size is None:  # the config's shard_size (checked by the schema), else its default
+        cfg = load_config(args.config) if args.config.is_file() else validate_config({"manifest": "-"})
+        args.shard_size = cfg["shard_size"]
     shards = assign_shards(manifest, args.shard_size)
     splits = manifest.group_by("split").len().sort("split")
     print(f"{args.manifest}: {manifest.height} videos, {len(shards)} shards of {args.shard_size}")

@@ -195,14 +195,16 @@ def _where(path: tuple) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
-def validate_layers(layers: list[tuple[str, Mapping]], untyped: tuple[str, ...] = ("--config",)) -> dict:
+def validate_layers(layers: list[tuple[str, Mapping]], untyped: tuple[str, ...] = ("--config",),
+                    require_manifest: bool = True) -> dict:
     """Merge config layers (lowest first) and validate the result with defaults filled in.
 
     ``layers`` are ``(name, mapping)`` pairs such as ``("config.yaml", {...})``,
     ``("--configfile demo.yaml", {...})``, ``("--config", {...})``; layers whose
     name is in ``untyped`` are first typed by :func:`coerce`. Without a
     ``dataset``, the manifest's file name without its extension names it
-    (``my_videos.csv``: ``my_videos``). Raises :class:`ConfigError` with one line
+    (``my_videos.csv``: ``my_videos``). ``require_manifest=False`` accepts a config
+    without one (a command that needs only its sections). Raises :class:`ConfigError` with one line
     per problem: the layer the value came from, the key and what is wrong.
     """
     schema = load_schema()
@@ -210,16 +212,18 @@ def validate_layers(layers: list[tuple[str, Mapping]], untyped: tuple[str, ...] 
     merged: dict = {}
     for _, data in typed:
         merged = merge(merged, data)
-    if "manifest" not in merged:
+    if "manifest" not in merged and require_manifest:
         raise ConfigError(NO_MANIFEST)
-    derived = "dataset" not in merged and isinstance(merged["manifest"], str)
+    derived = "dataset" not in merged and isinstance(merged.get("manifest"), str)
     if derived:
         merged["dataset"] = Path(merged["manifest"]).stem
         if merged["manifest"] == "-":  # the placeholder of callers that want sections only
             del merged["dataset"]
     filled = copy.deepcopy(merged)
     validator = _validator_with_defaults()(schema)
-    errors = sorted(validator.iter_errors(filled), key=lambda e: [str(p) for p in e.absolute_path])
+    errors = sorted((e for e in validator.iter_errors(filled)
+                     if require_manifest or not (e.validator == "required" and not e.absolute_path)),
+                    key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         lines = []
         for e in errors:
@@ -259,11 +263,15 @@ def read_config_file(path: str | Path) -> dict:
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
-    """Read a YAML config file, apply ``overrides`` (merged key by key) and validate it."""
+    """Read a YAML config file, apply ``overrides`` (merged key by key) and validate it.
+
+    The file need not name a manifest (the repository's config.yaml does not): a
+    command that needs one takes it from its own options.
+    """
     layers = [(str(path), read_config_file(path))]
     if overrides:
         layers.append(("overrides", overrides))
-    return validate_layers(layers, untyped=())
+    return validate_layers(layers, untyped=(), require_manifest=False)
 
 
 def fingerprint(*parts: Any) -> str:
