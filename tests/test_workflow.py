@@ -60,6 +60,9 @@ def test_ingest_target_then_frames_then_nothing_to_do(workdir):
     snakemake(workdir)
     feats = pl.read_parquet(res / "features" / "index.parquet")
     assert sorted(set(feats["extractor"])) == ["colour", "motion"] and (feats["status"] == "ok").all()
+    with h5py.File(res / "features" / "motion" / "s00000.h5") as f:  # names of the values' last axis
+        assert [n.decode() if isinstance(n, bytes) else n for n in f.attrs["dim_names"]] == \
+            ["diff_mean", "diff_max", "changed_fraction"]
     assert not (res / "labels").exists() and not (res / "report").exists()
     again = snakemake(workdir, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -105,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("evoke: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped to a reader that stopped (| head): not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so Python's exit flush does not fail again
+        return 0
 
 
 def add_settings_argument(p: argparse.ArgumentParser, what: str) -> None:

@@ -112,7 +112,7 @@ def cmd_extract(args) -> int:
 
     from evoke.features import create_extractor
     from evoke.features.base import VideoInput
-    from evoke.features.stage import run_extractor, write_features
+    from evoke.features.stage import dim_names_attr, run_extractor, write_features
     from evoke.frames import write_video_frames
     from evoke.media import probe, run_ffmpeg
 
@@ -138,7 +138,8 @@ def cmd_extract(args) -> int:
             video = VideoInput(args.input.stem, g["timestamps_s"][()], g["mask"][()], info["duration_s"],
                                args.input, wav, _frames_dataset=g["frames"])
             result = run_extractor(ext, video)
-            stats = write_features(args.out, args.group or args.input.stem, result, video.timestamps_s, ext)
+            stats = write_features(args.out, args.group or args.input.stem, result, video.timestamps_s, ext,
+                                   dim_names=dim_names_attr(ext))  # one video: on its group
     print(f"{args.out}: {args.extractor} {stats['n_valid']}/{stats['n_steps']} valid steps of {ext.step_shape}")
     return 0
 
