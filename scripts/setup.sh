@@ -42,6 +42,9 @@ if [ ! -f "$stamp" ] || ! cat requirements.txt requirements-nodeps.txt | cmp -s 
   .venv/bin/pip install -q --no-deps -r requirements-nodeps.txt
   cat requirements.txt requirements-nodeps.txt > "$stamp"
 fi
+# the distribution used to be called `evoke` (a name PyPI gives to another project):
+# drop that install of this checkout so one package owns the `evoke` command
+.venv/bin/pip show -q evoke >/dev/null 2>&1 && .venv/bin/pip uninstall -q -y evoke
 .venv/bin/pip install -q --no-deps -e .
 
 # --- the embedded demo ------------------------------------------------------
