@@ -16,13 +16,14 @@
 #   features/failures.parquet
 #   labels/*.parquet                   vce, v2v_pairs, v2v_lists, v2v_sample, eev, viewer_valence,
 #                                      danmaku_seconds; labels/danmaku/{comments,scored,windows}.parquet
-#   train/{task}/{head}/{featureset}/  metrics.json, predictions.parquet, checkpoint/ (target: train)
+#   train/{task}/{head}/{featureset}/  metrics.json, predictions.parquet, model/, checkpoint/ (target: train)
 #   report/                            metrics.json, report.html, report.md, *.png (target: report)
+#   predict/{task}/{head}/{featureset}.parquet  predict.models applied to every video (target: predict)
 #   failures.parquet                   video_id, stage, shard, error: every stage's failures
 #   logs/{stage}/{shard}.log           beside benchmarks/{stage}/{shard}.tsv
 #
 # Shards: manifest row i belongs to shard s{i // shard_size:05d}; one job per (stage, shard).
-# Targets: all (default), ingest, frames, features, labels, train, report.
+# Targets: all (default), ingest, frames, features, labels, train, report, predict.
 #
 # Config layers, lowest first: config.yaml (ingest, frames, features for any manifest),
 # each --configfile (the demo's: data/demo/config.yaml), then --config (typed by the
@@ -54,6 +55,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/predict.smk"
 
 
 rule all:
@@ -63,4 +65,5 @@ rule all:
         rules.features.input,
         rules.labels.input,
         rules.report.input if train_outputs() else [],
+        rules.predict.input,
     default_target: True

@@ -25,12 +25,18 @@ same child:
 * ``linear``: the ``linear`` distribution head at one ``C`` (without a set
   ``C`` the validation grid fits :data:`C_GRID`'s five); no reference: seconds
   and memory only; on the synthetic set only with ``--linear-synthetic``;
-* ``full``: one epoch of the full head (``train_model``; default sizes: 60
-  steps, hidden 128, 4 experts, batch 32) through the feature store;
-  reference: the model alone (forward, backward, step) on four training
-  batches cut beforehand and held in memory, timed over up to 40 batches and
-  scaled to the epoch's batch count, so the ratio is the cost of reading,
-  cutting and padding the sequences and of the validation pass.
+* ``full_paper`` and ``full_former``: one epoch of the full head
+  (``train_model``) through the feature store, for each of two networks on
+  the VCE task, in the same run: ``paper``, the VCE defaults
+  (:meth:`FullConfig.for_task`: the EEV network, GRU widths by role, image 512
+  and audio 128, batch-norm context gating, YouTube-8M's MoeModel, 4
+  experts, batch 32); ``former``, the network evoke had before issue 15 as
+  options (one 128-unit GRU per modality, gating with a bias, the hidden-layer
+  mixture of 4 experts of 256, ``l1_softmax``). Reference: the model alone
+  (forward, backward, step) on four training batches cut beforehand and held
+  in memory, timed over up to 40 batches (``--probe-batches``) and scaled to the epoch's batch
+  count, so the ratio is the cost of reading, cutting and padding the
+  sequences and of the validation pass.
 
     .venv/bin/python bench/heads.py                       # demo + 50,000 videos (about 40 min on 2 cores)
     .venv/bin/python bench/heads.py --videos 2000         # a quick look
@@ -53,7 +59,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out"
-FULL = {"epochs": 1, "patience": 1}  # other full-head settings: the config defaults
+FULL = {"epochs": 1, "patience": 1}  # other full-head settings: the VCE task's defaults
+# the networks timed (issue 15): the papers' (the defaults) and evoke's former one, as options
+FULL_VARIANTS = {
+    "paper": {},
+    "former": {"gru_hidden": 128, "moe": "hidden_layer", "gating_batch_norm": False, "moe_dim": 256,
+               "n_experts": 4, "loss": "l1_softmax"},
+}
 
 
 def _rss_mib() -> float:
@@ -145,39 +157,41 @@ def child_linear(ddir: Path, extractors: list[str]) -> dict:
             "peak_rss_mib": _rss_mib()}
 
 
-def child_full(ddir: Path, extractors: list[str]) -> dict:
+def child_full(ddir: Path, extractors: list[str], variant: str = "paper", probe_batches: int = 40) -> dict:
     import numpy as np
     import torch
 
-    from evoke.heads.full import FullConfig, fit_full
+    from evoke.heads.full import FullConfig, compute_loss, fit_full
+    from evoke.heads.models import count_parameters
 
     torch.set_num_threads(2)
     fs, data = _vce(ddir, extractors)
-    cfg = FullConfig.from_dict(FULL)
+    cfg = FullConfig.for_task("vce", FULL | FULL_VARIANTS[variant])
     tr, va = data.splits["train"], data.splits["val"]
-    ckpt = OUT / "heads_ckpt" / ddir.name
+    ckpt = OUT / "heads_ckpt" / f"{ddir.name}_{variant}"
     shutil.rmtree(ckpt, ignore_errors=True)  # a checkpoint left by an earlier run would be resumed
     t = time.perf_counter()
     _, history, model = fit_full(fs, tr.as_dict(), va.as_dict(), [], "l1_softmax", tr.y.shape[1], cfg, ckpt)
     run = time.perf_counter() - t
+    loss = cfg.loss or "l1_softmax"
     epoch_s = history[0]["epoch_s"]
     # reference: the model alone on training batches already cut and held in memory
     n_batches = -(-len(tr) // cfg.train.batch_size)
-    probe = min(n_batches, 40)
+    probe = min(n_batches, probe_batches)
     bs = cfg.train.batch_size
     batches = []
     for b in range(min(4, n_batches)):
         seqs = [fs.sequence(v, None, cfg.seq_len) for v in tr.video_id[b * bs:(b + 1) * bs]]
         batches.append({e: torch.from_numpy(np.stack([s[e] for s in seqs])) for e in fs.extractors})
     y = torch.as_tensor(tr.y[:bs], dtype=torch.float32)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     model.train()
 
     def step(x):
-        loss = (torch.softmax(model(x), -1) - y[:len(next(iter(x.values())))]).abs().sum(-1).mean()
+        value = compute_loss(loss, model(x), y[:len(next(iter(x.values())))], None, model.output_kind)
         opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
         opt.step()
 
     step(batches[0])  # warm-up (first-call allocations), not timed
@@ -185,17 +199,21 @@ def child_full(ddir: Path, extractors: list[str]) -> dict:
     for i in range(probe):
         step(batches[i % len(batches)])
     bare_train = (time.perf_counter() - t) / probe * n_batches
-    return {"epoch_s": epoch_s, "fit_s": run, "train_units": len(tr), "val_units": len(va),
+    return {"variant": variant, "n_parameters": count_parameters(model), "gru_hidden": model.init_args["gru_hidden"],
+            "moe": cfg.moe, "loss": loss, "batch_size": bs,
+            "epoch_s": epoch_s, "fit_s": run, "train_units": len(tr), "val_units": len(va),
             "batches": n_batches, "reference_s": bare_train, "ratio": epoch_s / bare_train,
             "reference_batches_timed": probe, "peak_rss_mib": _rss_mib()}
 
 
-CHILDREN = {"pool": child_pool, "lightgbm": child_lightgbm, "linear": child_linear, "full": child_full}
+CHILDREN = {"pool": child_pool, "lightgbm": child_lightgbm, "linear": child_linear, "full_paper": child_full,
+            "full_former": child_full}
 
 
 def run_child(kind: str, ddir: Path, extractors: list[str], **kw) -> dict:
     args = json.dumps({"kind": kind, "ddir": str(ddir), "extractors": extractors, "kw": kw})
     env = dict(os.environ, TQDM_DISABLE="1", HF_HUB_OFFLINE="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--child", args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -229,6 +247,8 @@ def main() -> int:
     ap.add_argument("--seconds", default="5,30")
     ap.add_argument("--lgbm-rounds", type=int, default=3, help="rounds timed on the synthetic set (demo: 200)")
     ap.add_argument("--only", choices=["demo", "synthetic"])
+    ap.add_argument("--probe-batches", type=int, default=40,
+                    help="training batches the full heads' model-alone reference times (scaled to the epoch)")
     ap.add_argument("--skip", action="append", default=[], choices=sorted(CHILDREN))
     ap.add_argument("--linear-synthetic", action="store_true",
                     help="also fit the linear head on the synthetic set (L-BFGS: hours at 50,000 x 4,224)")
@@ -257,6 +277,8 @@ def main() -> int:
             if kind in args.skip or (kind == "linear" and name == "synthetic" and not args.linear_synthetic):
                 continue
             kw = {"rounds": rounds} if kind == "lightgbm" else {}
+            if kind.startswith("full_"):
+                kw = {"variant": kind.split("_", 1)[1], "probe_batches": args.probe_batches}
             r[kind] = run_child(kind, d, extractors, **kw)
         results[name] = r
     results["load_average_end"] = os.getloadavg()[0]

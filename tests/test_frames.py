@@ -1,5 +1,6 @@
 import subprocess
 
+import av
 import h5py
 import numpy as np
 import polars as pl
@@ -120,6 +121,35 @@ def test_truncated_file_keeps_decodable_frames_and_masks_the_rest(media, tmp_pat
         mask = f["t/mask"][()]
         frames = f["t/frames"][()]
     assert not frames[~mask].any()
+
+
+def _decoded_end(path) -> float:
+    """Independent reference: decode every frame in order until the decoder gives up; the end
+    of the last decoded frame's display (its time plus its duration)."""
+    end = 0.0
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        try:
+            for frame in c.decode(stream):
+                end = max(end, float(frame.time) + float(frame.duration * stream.time_base))
+        except av.FFmpegError:
+            pass
+    return end
+
+
+def test_a_truncated_mp4_masks_every_second_past_its_last_decoded_frame(media, tmp_path):
+    """An MP4 cut mid-stream keeps its header's duration: the seconds after the last picture
+    that decodes must be masked, not filled with copies of that picture marked valid."""
+    path = media["truncated_faststart"]
+    info = probe(path)
+    end = _decoded_end(path)
+    assert info["duration_s"] >= end + 1.0  # the header claims at least one second more than decodes
+    stats = write_video_frames(path, tmp_path / "t.h5", "t", NATIVE, info)
+    with h5py.File(tmp_path / "t.h5") as f:
+        mask, ts, ft = f["t/mask"][()], f["t/timestamps_s"][()], f["t/frame_time_s"][()]
+    np.testing.assert_array_equal(mask, ts < end)
+    assert stats["n_valid"] == int((ts < end).sum()) < stats["n_frames"]
+    assert np.isnan(ft[~mask]).all() and (ft[mask] <= ts[mask] + 1e-9).all()
 
 
 def _probe_rows(tmp_path, media, keys):

@@ -78,6 +78,26 @@ def test_ingest_target_then_frames_then_nothing_to_do(workdir):
     assert ["ingest", "6/6", "videos;", "4", "ok;", "2", "failed;", "shards", "3/3", "done"] in lines, status
     assert ["frames", "4/4", "videos;", "4", "ok;", "0", "failed;", "shards", "3/3", "done"] in lines, status
     assert ["features", "motion", "4/4", "videos;", "4", "ok;", "0", "failed;", "shards", "3/3", "done"] in lines
+    # a per-shard features file gone (an interrupted --forcerun): the plain command rebuilds it
+    (res / "features" / "colour" / "s00001.h5").unlink()
+    dry = snakemake(workdir, "-n", "features")
+    assert "features_shard" in dry.stdout and "Nothing to be done" not in dry.stdout
+    snakemake(workdir, "features")
+    # README's form: the target before --forcerun plans the frames and what needs them, not ingest
+    forced = snakemake(workdir, "-n", "frames", "--forcerun", "frames_shard").stdout
+    assert "frames_shard" in forced and "ingest_shard" not in forced and "features_shard" not in forced
+
+
+def test_failures_are_complete_under_the_features_target(media, tmp_path):
+    """No ingest target run: the dataset's failures table still lists the videos ingest lost."""
+    (tmp_path / "manifest.csv").write_text(
+        f"video_id,source,split\ngood,{media['noaudio']},train\ntext,{media['text']},train\n")
+    (tmp_path / "config.yaml").write_text(
+        "dataset: t\nmanifest: manifest.csv\nshard_size: 1\nframes:\n  short_side: 48\n"
+        "features:\n  extractors: [colour]\n")
+    snakemake(tmp_path, "features")
+    failures = pl.read_parquet(tmp_path / "results" / "t" / "failures.parquet")
+    assert failures.select("video_id", "stage", "shard").rows() == [("text", "ingest", "s00001")]
 
 
 def test_a_frames_setting_reruns_frames_not_ingest(workdir):

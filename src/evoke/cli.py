@@ -31,6 +31,8 @@ COMMAND_MODULES = [
     "evoke.heads.cli",
     "evoke.labels.cli",
     "evoke.danmaku.cli",
+    "evoke.datasets.cli",
+    "evoke.predict.cli",
 ]
 
 

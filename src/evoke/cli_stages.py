@@ -9,11 +9,12 @@ from pathlib import Path
 
 import polars as pl
 
+from evoke.cli import _settings as _json_object
 from evoke.cli import add_settings_argument
 from evoke.config import ConfigError, load_config, validate_config
-from evoke.manifest import assign_shards, read_manifest, shard_rows
+from evoke.manifest import SHARD_MAP, assign_shards, read_manifest, shard_rows
 from evoke.status import log_shard_summary
-from evoke.store import dataset_dir, failures_from_status, merge_failures, write_parquet
+from evoke.store import dataset_dir, failures_from_status, merge_failures, shard_lock, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,14 @@ def cmd_ingest_shard(args) -> int:
 
     started = time.monotonic()
     c = _common(args)
-    rows = shard_rows(read_manifest(Path(c["manifest"])), c["shard_size"], args.shard)
-    status = ingest_shard(rows, dataset_dir(c["dataset"]), _section(args, "ingest"), args.shard)
-    write_parquet(status, args.out)
+    rows = shard_rows(read_manifest(Path(c["manifest"])), c["shard_size"], args.shard,
+                      shard_map=dataset_dir(c["dataset"]) / SHARD_MAP)
+    if args.download_settings is not None and args.settings is not None:
+        args.settings = {**args.download_settings, **args.settings}
+    out = Path(args.out)
+    with shard_lock(out.with_name(f".{out.name}.lock"), f"ingest {args.shard} ({out})"):  # one copy at a time
+        status = ingest_shard(rows, dataset_dir(c["dataset"]), _section(args, "ingest"), args.shard)
+        write_parquet(status, out)
     failed = status.filter(pl.col("status") == "failed").height
     log.info("ingest %s: %d ok, %d failed -> %s", args.shard, status.height - failed, failed, args.out)
     log_shard_summary("ingest", args.shard, status, started)
@@ -93,8 +99,9 @@ def cmd_frames_shard(args) -> int:
     started = time.monotonic()
     c = _common(args, need=("dataset",))
     probe_rows = pl.read_parquet(args.probe)
-    status = frames_shard(probe_rows, dataset_dir(c["dataset"]), _section(args, "frames"), args.shard, args.out)
-    write_parquet(status, args.status)
+    # the status table is written by the stage, before it removes the per-video parts
+    status = frames_shard(probe_rows, dataset_dir(c["dataset"]), _section(args, "frames"), args.shard, args.out,
+                 status_out=args.status)
     log_shard_summary("frames", args.shard, status, started)
     return 0
 
@@ -140,6 +147,9 @@ def register(sub) -> None:
     s.add_argument("--out", type=Path, required=True, help="shard probe table (.parquet)")
     _add_dataset_args(s)
     add_settings_argument(s, "ingest")
+    s.add_argument("--download-settings", type=_json_object, default=None,
+                   help="JSON object of download-only ingest settings (retries, rate_limit, cookies, ...), "
+                   "merged under --settings; the workflow passes them apart so they rerun nothing")
     s.set_defaults(func=cmd_ingest_shard)
     add_merge_parser(ing, "ingest", "merge shard probe tables into probe.parquet and record failures")
 

@@ -15,7 +15,15 @@ Storage: one HDF5 file per shard, ``results/{dataset}/frames/{shard}.h5``, one
 group per video with ``frames`` (T, H, W, 3) uint8, ``timestamps_s`` (T,)
 float64 target times, ``frame_time_s`` (T,) the presentation time of the frame
 taken, and ``mask`` (T,) bool (False where no frame could be decoded, e.g. past
-the point where a truncated file ends). While a shard runs, each finished video
+the point where a truncated file ends).
+
+A truncated file can declare more than it holds (an MP4 cut mid-stream keeps its
+header's 8 s). The decoder itself tells where the pictures end: a target ``t`` is
+taken only while the decoder is still inside the stream at ``t``, i.e. a later
+frame decodes, or ``t`` lies before the end of the last decoded frame's display
+(its presentation time plus its duration). A second after that has no decoded
+frame at or before its end and is masked; it never gets copies of the last
+picture marked valid. While a shard runs, each finished video
 is its own small file in ``frames/parts/{shard}/``, committed by a rename.
 """
 
@@ -83,6 +91,12 @@ def _frame_time(frame: av.VideoFrame, fallback: float) -> float:
     return float(frame.time) if frame.pts is not None and frame.time is not None else fallback
 
 
+def _frame_duration(frame: av.VideoFrame, time_base: float, fallback: float) -> float:
+    """How long ``frame`` is displayed (s): its own duration when the container gives one."""
+    d = getattr(frame, "duration", None)
+    return d * time_base if d and time_base else fallback
+
+
 class _PyAVSampler:
     """Sequential decoder with keyframe-aware seeking (see the module docstring).
 
@@ -109,6 +123,9 @@ class _PyAVSampler:
         self.prev: tuple[float, av.VideoFrame] | None = None
         self.ahead: tuple[float, av.VideoFrame] | None = None
         self.exhausted = False
+        # the end of the display of the latest frame decoded (s): past it, once the
+        # decoder is exhausted, nothing is on screen (a truncated file)
+        self.decoded_end = -math.inf
         self._seek(None)
 
     def close(self):
@@ -141,6 +158,7 @@ class _PyAVSampler:
             return None
         t = _frame_time(frame, self._count_time)
         self._count_time = t + self.step
+        self.decoded_end = max(self.decoded_end, t + _frame_duration(frame, self.tb, self.step))
         return t, frame
 
     def _next(self) -> tuple[float, av.VideoFrame] | None:
@@ -174,6 +192,8 @@ class _PyAVSampler:
             self.prev, self.ahead = self.ahead, None
         if self.prev is None and self.ahead is not None:
             return self.ahead  # target before the first frame: take the first frame
+        if self.ahead is None and self.exhausted and t >= self.decoded_end - 1e-9:
+            return None  # the decoded stream ended before t (truncated): nothing is on screen
         return self.prev
 
 
@@ -225,13 +245,28 @@ def _sample_decord(path: Path, targets: np.ndarray, short_side: int, info: dict)
             "frames backend 'decord' is not installed: pip install decord, or set frames.backend: pyav"
         ) from exc
     w, h = output_size(info["width"], info["height"], short_side)
-    vr = decord.VideoReader(str(path), width=w, height=h, num_threads=1)
-    starts = vr.get_frame_timestamp(np.arange(len(vr)))[:, 0]
+    try:
+        vr = decord.VideoReader(str(path), width=w, height=h, num_threads=1)
+        stamps = vr.get_frame_timestamp(np.arange(len(vr)))
+    except decord.DECORDError as exc:  # one video's failure, in the shard's error list
+        raise MediaError(f"{path.name}: decord cannot open the video: {_one_line(exc)}") from exc
+    starts, ends = stamps[:, 0], stamps[:, 1]
     for i, t in enumerate(targets):
         idx = int(np.searchsorted(starts, t + 1e-9, side="right")) - 1
         idx = max(idx, 0)
-        img = vr[idx].asnumpy()
+        if t >= ends[idx] - 1e-9 and idx == len(vr) - 1:
+            return  # past the last frame's display: masked, as with PyAV
+        try:
+            img = vr[idx].asnumpy()
+        except decord.DECORDError as exc:  # a corrupt or missing frame: the rest is masked
+            log.warning("%s: decord stopped at frame %d: %s", path.name, idx, _one_line(exc))
+            return
         yield i, float(t), float(starts[idx]), _upright(img, info["rotation"])
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def settings_fingerprint(settings: dict) -> str:
@@ -283,12 +318,21 @@ def write_video_frames(
     return stats
 
 
-def frames_shard(probe_rows: pl.DataFrame, dataset_dir: Path, settings: dict, shard: str, out: Path) -> pl.DataFrame:
+def part_size_bound(row: dict, settings: dict) -> int:
+    """Bytes a video's frames part takes at most (its frames uncompressed, plus 1 MiB)."""
+    w, h = output_size(int(row["display_width"]), int(row["display_height"]), settings["short_side"])
+    n = len(target_times(float(row["duration_s"]), settings["rate_hz"]))
+    return n * w * h * 3 + (1 << 20)
+
+
+def frames_shard(probe_rows: pl.DataFrame, dataset_dir: Path, settings: dict, shard: str, out: Path,
+                 status_out: Path | None = None) -> pl.DataFrame:
     """Sample the frames of every ingested video of a shard into ``out`` (HDF5).
 
     Videos whose ingest failed are skipped (their failure is already recorded).
     Finished videos of a killed earlier run are reused when their settings
-    fingerprint matches. Returns one ``STATUS_SCHEMA`` row per ingested video.
+    fingerprint matches. Returns one ``STATUS_SCHEMA`` row per ingested video,
+    also written to ``status_out`` when given (before the parts are removed).
     """
     dataset_dir = Path(dataset_dir)
     sfp = settings_fingerprint(settings)
@@ -303,13 +347,17 @@ def frames_shard(probe_rows: pl.DataFrame, dataset_dir: Path, settings: dict, sh
         return write_video_frames(dataset_dir / row["video_path"], part, row["video_id"], settings, info,
                                   fingerprint=fp)
 
+    def table(status: list[dict]) -> pl.DataFrame:
+        for r in status:
+            r["shard"] = shard
+            if r["status"] == "ok":
+                r |= {"h5_path": f"frames/{shard}.h5", "h5_group": r["video_id"]}
+        return pl.DataFrame(status, schema=STATUS_SCHEMA)
+
     status = run_shard(
         items, dataset_dir / "frames" / "parts" / shard, out, work,
         root_attrs={"stage": "frames", "shard": shard, "config_hash": sfp},
         desc=f"frames {shard}", errors=(EvokeError, OSError, av.FFmpegError),
+        status_out=status_out, status_table=table, part_bytes=lambda row: part_size_bound(row, settings),
     )
-    for r in status:
-        r["shard"] = shard
-        if r["status"] == "ok":
-            r |= {"h5_path": f"frames/{shard}.h5", "h5_group": r["video_id"]}
-    return pl.DataFrame(status, schema=STATUS_SCHEMA)
+    return table(status)

@@ -9,9 +9,27 @@ Per video (``ingest_video``), inside ``results/{dataset}/ingest/videos/{video_id
 * ``probe.json``: the probe row, written last; the folder is committed by a
   rename, so a folder that exists under its final name is complete.
 
+Each video is built in the shard job's own work folder,
+``results/{dataset}/ingest/work/{shard}/{video_id}/``, and renamed into place
+once every written file is verified (:func:`verify_outputs`: the muted video
+demuxes to the source's packets and decodes to the same end, the WAV has the
+expected rate, channel and duration; ffmpeg's exit code alone is not proof, it
+exits 0 after a failed trailer write). The work folder belongs to that one
+shard job (Snakemake runs one job per shard), so a job clears only its own
+leftovers and never another node's downloads in progress.
+
 Per shard (``ingest_shard``): one row per video (``PROBE_SCHEMA``) with
 ``status`` ``ok`` or ``failed`` and the error. A failure of one video never
-stops the shard.
+stops the shard; a failure of the machine (a full disk or quota, a read-only
+file system, any OSError while writing) stops the job with one message
+(:class:`~evoke.media.EnvironmentFailure`) and records nothing against the
+video.
+
+Downloads: yt-dlp without a download archive (the per-video fingerprint decides
+what is done; an archive made an archived id return nothing after a kill, a
+deleted folder or a changed setting), at most ``max_filesize`` bytes (also for
+local copies: ``/dev/zero`` as a source fails its video), with a private copy
+of the cookies file per video (yt-dlp rewrites the file it is given).
 """
 
 from __future__ import annotations
@@ -29,8 +47,15 @@ from tqdm import tqdm
 
 from evoke import EvokeError, __version__
 from evoke.config import fingerprint
-from evoke.media import MediaError, probe, run_ffmpeg
-from evoke.store import atomic_path, clean_stale_temporaries, file_lock
+from evoke.media import (
+    EnvironmentFailure,
+    MediaError,
+    decoded_end_time,
+    environment_message,
+    probe,
+    run_ffmpeg,
+    video_packet_times,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +72,7 @@ PROBE_SCHEMA = {
     "start_s": pl.Float64,
     "end_s": pl.Float64,
     "duration_s": pl.Float64,
+    "decoded_duration_s": pl.Float64,
     "fps_avg": pl.Float64,
     "fps_is_variable": pl.Boolean,
     "n_frames": pl.Int64,
@@ -66,8 +92,11 @@ PROBE_SCHEMA = {
     "fingerprint": pl.String,
 }
 
-# settings that change what ingest writes for a video (cache key together with the row)
-_CACHE_KEYS = ("max_height", "audio_rate", "write_danmaku")
+# settings that change what ingest writes for a video (cache key together with the row);
+# the workflow's params carry only these, so a download-only setting (retries, rate
+# limit, cookies, timeouts, size limit, link or copy) reruns nothing downstream
+CONTENT_KEYS = ("max_height", "audio_rate", "write_danmaku")
+_CACHE_KEYS = CONTENT_KEYS
 
 
 class DownloadError(EvokeError):
@@ -78,12 +107,37 @@ def is_url(source: str) -> bool:
     return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", source) is not None
 
 
-def _parse_rate(rate: str | None) -> float | None:
-    if not rate:
+def _parse_rate(rate: str | int | None) -> float | None:
+    """Bytes (per second) of ``"2M"``, ``"500K"``, ``"4G"`` or a plain number; None when unset."""
+    if rate is None or rate == "":
         return None
+    if isinstance(rate, (int, float)):
+        return float(rate)
     mult = {"K": 1024, "M": 1024**2, "G": 1024**3}
     unit = rate[-1].upper()
     return float(rate[:-1]) * mult[unit] if unit in mult else float(rate)
+
+
+def max_filesize(settings: dict) -> int | None:
+    limit = _parse_rate(settings.get("max_filesize"))
+    return int(limit) if limit is not None else None
+
+
+class _SizeLimit:
+    """yt-dlp progress hook: stop a download once it passes the size limit (yt-dlp's own
+    ``max_filesize`` only checks a declared Content-Length)."""
+
+    def __init__(self, limit: int | None):
+        self.limit = limit
+        self.exceeded: int | None = None
+
+    def __call__(self, d: dict) -> None:
+        got = d.get("downloaded_bytes") or 0
+        if self.limit is not None and got > self.limit:
+            import yt_dlp
+
+            self.exceeded = got
+            raise yt_dlp.utils.DownloadError(f"over ingest.max_filesize ({self.limit} bytes)")
 
 
 class _YtdlpLogger:
@@ -91,13 +145,16 @@ class _YtdlpLogger:
 
     def __init__(self):
         self.last_error = None
+        self.messages: list[str] = []
 
     def debug(self, msg):
         if not msg.startswith("[debug] "):
             log.debug("yt-dlp: %s", msg)
+            self.messages.append(msg)
 
     def info(self, msg):
         log.debug("yt-dlp: %s", msg)
+        self.messages.append(msg)
 
     def warning(self, msg):
         log.warning("yt-dlp: %s", msg)
@@ -114,17 +171,30 @@ def _downloaded_media(folder: Path) -> Path | None:
     return max(files, key=lambda p: p.stat().st_size) if files else None
 
 
-def download(url: str, folder: Path, settings: dict, archive: Path | None) -> tuple[Path, Path | None]:
+def download(url: str, folder: Path, settings: dict) -> tuple[Path, Path | None]:
     """Download ``url`` with yt-dlp into ``folder``; return (media file, danmaku file or None).
 
-    Uses retries, the optional rate limit and cookies file, the maximum height,
-    and a download archive shared by the dataset. A source that is in the
-    archive but whose file is gone (an interrupted earlier run) is fetched again.
+    Uses retries, the optional rate limit, the maximum height and size, and a
+    private copy of the cookies file (yt-dlp saves cookies into the file it is
+    given when it closes: concurrent jobs sharing one file would overwrite each
+    other's). No download archive: an archived id would be skipped and return no
+    file. A full disk raises :class:`EnvironmentFailure`, anything else
+    :class:`DownloadError`.
     """
     import yt_dlp  # imported here: the CLI starts faster without it
 
     h = int(settings["max_height"])
+    limit = max_filesize(settings)
     logger = _YtdlpLogger()
+    size_hook = _SizeLimit(limit)
+    folder.mkdir(parents=True, exist_ok=True)
+    cookies = None
+    if settings.get("cookies"):
+        cookies = folder / "cookies.txt"
+        try:
+            shutil.copyfile(settings["cookies"], cookies)
+        except FileNotFoundError:
+            raise EnvironmentFailure(f"ingest.cookies: {settings['cookies']}: file not found") from None
     opts = {
         "outtmpl": {"default": str(folder / "source.%(ext)s")},
         "format": f"bv*[height<={h}]+ba/b[height<={h}]/bv*+ba/b",
@@ -135,8 +205,9 @@ def download(url: str, folder: Path, settings: dict, archive: Path | None) -> tu
         "file_access_retries": settings["retries"],
         "socket_timeout": settings["socket_timeout"],
         "ratelimit": _parse_rate(settings.get("rate_limit")),
-        "cookiefile": settings.get("cookies"),
-        "download_archive": str(archive) if archive else None,
+        "max_filesize": limit,
+        "progress_hooks": [size_hook],
+        "cookiefile": str(cookies) if cookies else None,
         "enable_file_urls": True,
         "noplaylist": True,
         "quiet": True,
@@ -147,23 +218,24 @@ def download(url: str, folder: Path, settings: dict, archive: Path | None) -> tu
         "subtitleslangs": ["danmaku"],
         "color": {"stderr": "never", "stdout": "never"},
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    for attempt in range(2):
-        try:
-            with yt_dlp.YoutubeDL(opts) as ydl:
-                info = ydl.extract_info(url, download=True)
-                media = _downloaded_media(folder)
-                if media is None and archive is not None and attempt == 0:
-                    info = info or ydl.extract_info(url, download=False, process=False)
-                    if info and _drop_from_archive(archive, ydl._make_archive_id(info)):
-                        log.warning("%s: in the download archive but its file is gone; fetching again", url)
-                        continue
-        except yt_dlp.utils.DownloadError as exc:
-            msg = logger.last_error or str(exc)
-            raise DownloadError(f"download failed: {_clean_ytdlp(msg)}") from exc
-        break
+    try:
+        with yt_dlp.YoutubeDL(opts) as ydl:
+            ydl.extract_info(url, download=True)
+    except yt_dlp.utils.DownloadError as exc:
+        msg = _clean_ytdlp(logger.last_error or str(exc))
+        env = environment_message(msg)
+        if env:
+            raise EnvironmentFailure(f"{url}: download: the disk failed, not the video: {env}") from exc
+        if size_hook.exceeded is not None:
+            raise DownloadError(f"download failed: {url} is larger than ingest.max_filesize ({limit} bytes)") from exc
+        raise DownloadError(f"download failed: {msg}") from exc
+    media = _downloaded_media(folder)
     if media is None:
+        if any("larger than max-filesize" in m for m in logger.messages):
+            raise DownloadError(f"download failed: {url} is larger than ingest.max_filesize ({limit} bytes)")
         raise DownloadError(f"download failed: yt-dlp wrote no media file for {url}")
+    if limit is not None and media.stat().st_size > limit:
+        raise DownloadError(f"download failed: {url} is larger than ingest.max_filesize ({limit} bytes)")
     danmaku = next(iter(sorted(folder.glob("source.danmaku.*"))), None)
     return media, danmaku
 
@@ -173,34 +245,33 @@ def _clean_ytdlp(msg: str) -> str:
     return msg.replace("ERROR: ", "").strip().splitlines()[0] if msg.strip() else "unknown error"
 
 
-def _drop_from_archive(archive: Path, archive_id: str | None) -> bool:
-    if not archive_id or not archive.exists():
-        return False
-    with file_lock(archive.with_name(archive.name + ".lock")):
-        lines = archive.read_text(encoding="utf-8").splitlines()
-        kept = [ln for ln in lines if ln.strip() != archive_id]
-        if len(kept) == len(lines):
-            return False
-        with atomic_path(archive) as tmp:
-            tmp.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
-    return True
+def fetch_local(path: Path, folder: Path, mode: str, limit: int | None = None) -> Path:
+    """Hard-link (or copy) a local file into ``folder`` as ``source.<ext>``.
 
-
-def fetch_local(path: Path, folder: Path, mode: str) -> Path:
-    """Hard-link (or copy) a local file into ``folder`` as ``source.<ext>``."""
-    if not path.exists():
-        raise MediaError(f"{path}: file not found")
+    At most ``limit`` bytes: a larger file, or a device or pipe that keeps giving
+    data (``/dev/zero``), fails with :class:`MediaError` after ``limit`` bytes
+    instead of filling the disk. Reading the source raises MediaError (the
+    data), writing the copy OSError (the machine).
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise MediaError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if path.is_dir():
         raise MediaError(f"{path}: is a folder, not a video file")
+    if limit is not None and path.is_file() and st.st_size > limit:
+        raise MediaError(f"{path}: larger than ingest.max_filesize ({limit} bytes)")
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / f"source{path.suffix.lower() or '.bin'}"
-    if mode == "link":
+    if mode == "link" and path.is_file():
         try:
             os.link(path, dest)
             return dest
         except OSError:
             pass  # other file system or no permission: copy instead
-    shutil.copyfile(path, dest)
+    _copy_file(path, dest, "video", limit)
     return dest
 
 
@@ -259,6 +330,71 @@ def strip_audio(
     return video, wav
 
 
+def _wav_params(path: Path) -> tuple[int, int, int, float] | None:
+    """(channels, bytes per sample, rate, seconds) from a PCM WAV's header, when the
+    file holds every sample the header announces; else None. Python's wave module:
+    no subprocess, a few microseconds."""
+    import wave
+
+    try:
+        with wave.open(str(path), "rb") as w:
+            ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+    except (wave.Error, EOFError, OSError):
+        return None
+    if rate <= 0 or path.stat().st_size < 44 + n * ch * width:
+        return None
+    return ch, width, rate, n / rate
+
+
+def verify_outputs(src_info: dict, video: Path, wav: Path | None, audio_rate: int, name: str) -> dict:
+    """Check what ingest wrote before it is committed; return ``{"decoded_duration_s"}``
+    of the muted video.
+
+    The muted video must demux to as many packets as the source's video stream
+    (a stream copy keeps every packet) and decode to the same end (within two
+    frames); the WAV must be mono PCM at ``audio_rate`` lasting as long as the
+    source's audio stream (within 0.25 s + 1 %), every announced sample present.
+    ``src_info`` is the source's :func:`~evoke.media.probe`. A mismatch on a full disk raises
+    :class:`EnvironmentFailure` (the disk, not the data); otherwise
+    :class:`MediaError`.
+    """
+    problems = []
+    frame_s = 1.0 / src_info["fps_avg"] if src_info.get("fps_avg") else 0.1
+    decoded = None
+    try:  # demux and decode with PyAV (no ffprobe process: this runs for every video)
+        times, keys, tb = video_packet_times(video, video.name)
+    except MediaError as exc:
+        times, problems = None, [f"the muted video does not read back: {exc}"]
+    if times is not None:
+        last = decoded_end_time(video, times[keys] if keys.any() else times[:1], tb) if times.size else None
+        if times.size != src_info["n_frames"]:
+            problems.append(f"the muted video has {times.size} video packets, the source {src_info['n_frames']}")
+        if last is None:
+            problems.append("no frame of the muted video decodes")
+        else:
+            decoded = min(last - float(times[0]) + frame_s, src_info["duration_s"])
+            if abs(decoded - src_info["decoded_duration_s"]) > 2 * frame_s + 0.01:
+                problems.append(f"the muted video decodes to {decoded:.3f} s, the source "
+                                f"to {src_info['decoded_duration_s']:.3f} s")
+    if wav is not None:
+        got = _wav_params(wav)
+        want = src_info.get("audio_duration_s")
+        if got is None:
+            problems.append("the WAV does not read back (or holds fewer samples than its header says)")
+        elif got[:3] != (1, 2, int(audio_rate)):
+            problems.append(f"the WAV has {got[0]} channel(s) of {8 * got[1]}-bit samples at {got[2]} Hz, "
+                            f"not 16-bit mono at {audio_rate} Hz")
+        elif want is not None and abs(got[3] - want) > 0.25 + 0.01 * want:
+            problems.append(f"the WAV lasts {got[3]:.3f} s, the source's audio {want:.3f} s")
+    if problems:
+        free = shutil.disk_usage(video.parent).free
+        if free < 64 * 1024**2:
+            raise EnvironmentFailure(f"{name}: the disk is full ({free} bytes free under {video.parent}): "
+                                     + "; ".join(problems))
+        raise MediaError(f"{name}: written files failed verification: " + "; ".join(problems))
+    return {"decoded_duration_s": decoded}
+
+
 def _local_identity(source: str | None) -> list | None:
     """Size and modification time of a local file (a path or a file:// URL), else None."""
     if not source:
@@ -281,14 +417,68 @@ def video_fingerprint(row: dict, settings: dict) -> str:
     return fingerprint(keyed, {k: settings.get(k) for k in _CACHE_KEYS}, local, "ingest-v1")
 
 
-def ingest_video(row: dict, videos_dir: Path, settings: dict, archive: Path | None = None) -> dict:
+def _read_danmaku_source(dsrc: str) -> Path:
+    dpath = Path(unquote(urlparse(dsrc).path)) if dsrc.startswith("file://") else Path(dsrc)
+    if not dpath.is_file():
+        raise MediaError(f"{dpath}: danmaku file not found")
+    return dpath
+
+
+def _copy_file(src: Path, dest: Path, what: str, limit: int | None = None) -> int:
+    """Copy ``src`` to ``dest`` in 1 MiB blocks; return the bytes copied.
+
+    Reading the source raises MediaError (the data's problem), as does passing
+    ``limit`` bytes; writing the copy raises OSError (the machine's).
+    """
+    try:
+        f_in = open(src, "rb")
+    except OSError as exc:
+        raise MediaError(f"{src}: cannot read the {what}: {exc.strerror or exc}") from None
+    copied = 0
+    with f_in, open(dest, "wb") as f_out:
+        while True:
+            try:
+                block = f_in.read(1 << 20)
+            except OSError as exc:
+                raise MediaError(f"{src}: cannot read the {what}: {exc.strerror or exc}") from None
+            if not block:
+                break
+            copied += len(block)
+            if limit is not None and copied > limit:
+                raise MediaError(f"{src}: larger than ingest.max_filesize ({limit} bytes)")
+            f_out.write(block)
+    return copied
+
+
+def _copy_verified(src: Path, dest: Path, what: str) -> None:
+    """Copy a regular file and check the copy holds every byte of it."""
+    copied = _copy_file(src, dest, what)
+    if dest.stat().st_size != copied:
+        raise EnvironmentFailure(f"{dest}: the {what} copy has {dest.stat().st_size} of {copied} bytes")
+
+
+def _commit(tmp: Path, final: Path) -> None:
+    """Move a finished video folder into place (an older folder there is replaced)."""
+    if final.exists():
+        old = tmp.with_name(tmp.name + ".old")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def ingest_video(row: dict, videos_dir: Path, settings: dict, work_dir: Path | None = None) -> dict:
     """Ingest one manifest row into ``videos_dir/{video_id}``; return its probe row.
 
-    Reuses a finished folder whose fingerprint matches. Raises EvokeError
-    (MediaError, DownloadError) with a one-line message on failure; nothing is
-    left under the final folder name then.
+    Reuses a finished folder whose fingerprint matches. The video is built in
+    ``work_dir/{video_id}`` (default: a folder of this process inside
+    ``videos_dir``), verified, then renamed into place. Raises MediaError or
+    DownloadError (the video's fault) or EnvironmentFailure / OSError (the
+    machine's) with a one-line message; nothing is left under the final name then.
     """
     vid = row["video_id"]
+    videos_dir = Path(videos_dir)
     final = videos_dir / vid
     fp = video_fingerprint(row, settings)
     done = final / "probe.json"
@@ -296,52 +486,77 @@ def ingest_video(row: dict, videos_dir: Path, settings: dict, archive: Path | No
         cached = json.loads(done.read_text(encoding="utf-8"))
         if cached.get("fingerprint") == fp:
             return cached
-    with atomic_path(final) as tmp:
-        tmp.mkdir()
-        dl = tmp / "download"
-        local = _local_path(row["source"])
-        name = local.name if local is not None else Path(urlparse(row["source"]).path).name or row["source"]
-        if local is not None:
-            src = fetch_local(local, dl, settings["local_files"])
-            ytdlp_danmaku = None
-        else:
-            src, ytdlp_danmaku = download(row["source"], dl, settings, archive)
-        if row.get("start_s") is not None or row.get("end_s") is not None:
-            src = clip_video(src, dl / "clip.mp4", row.get("start_s"), row.get("end_s"), name)
-        info = probe(src, name)
-        video, wav = strip_audio(src, tmp, info["has_audio"], settings["audio_rate"], name)
-        danmaku = None
-        if row.get("danmaku"):
-            dsrc = row["danmaku"]
-            dpath = Path(unquote(urlparse(dsrc).path)) if dsrc.startswith("file://") else Path(dsrc)
-            if not dpath.is_file():
-                raise MediaError(f"{dpath}: danmaku file not found")
-            danmaku = tmp / f"danmaku{dpath.suffix.lower()}"
-            shutil.copyfile(dpath, danmaku)
-        elif ytdlp_danmaku is not None:
-            danmaku = tmp / f"danmaku{ytdlp_danmaku.suffix.lower()}"
-            shutil.copyfile(ytdlp_danmaku, danmaku)
-        if settings.get("keep_original"):
-            os.replace(src, tmp / f"original{src.suffix}")
-        shutil.rmtree(dl, ignore_errors=True)
-        rel = lambda p: f"ingest/videos/{vid}/{p.name}" if p is not None else None  # noqa: E731
-        result = {
-            "video_id": vid,
-            "split": row["split"],
-            "source": row["source"],
-            "status": "ok",
-            "error": None,
-            "video_path": rel(video),
-            "audio_path": rel(wav),
-            "danmaku_path": rel(danmaku),
-            "start_s": row.get("start_s"),
-            "end_s": row.get("end_s"),
-            **info,
-            "has_audio": wav is not None,
-            "fingerprint": fp,
-            "evoke_version": __version__,
-        }
-        (tmp / "probe.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    own_work = work_dir is None
+    if own_work:
+        import socket
+
+        work_dir = videos_dir / f".work-{socket.gethostname()}-{os.getpid()}"
+    tmp = Path(work_dir) / vid
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        result = _build_video(row, tmp, settings, fp)
+        _commit(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if own_work:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    return result
+
+
+def _build_video(row: dict, tmp: Path, settings: dict, fp: str) -> dict:
+    vid = row["video_id"]
+    dl = tmp / "download"
+    local = _local_path(row["source"])
+    name = local.name if local is not None else Path(urlparse(row["source"]).path).name or row["source"]
+    if local is not None:
+        src = fetch_local(local, dl, settings["local_files"], max_filesize(settings))
+        ytdlp_danmaku = None
+    else:
+        src, ytdlp_danmaku = download(row["source"], dl, settings)
+    start, end = row.get("start_s"), row.get("end_s")
+    if start is not None or end is not None:
+        whole = probe(src, name)
+        length = min(whole["duration_s"], whole["decoded_duration_s"])
+        if start is not None and start >= length:
+            raise MediaError(f"{name}: start_s {start:g} s is at or past the end of the video ({length:.2f} s)")
+        if end is not None and end > length + 0.5:
+            log.warning("%s: end_s %g s is past the end of the video (%.2f s); clipped at the end", name, end, length)
+        src = clip_video(src, dl / "clip.mp4", start, end, name)
+    info = probe(src, name)
+    video, wav = strip_audio(src, tmp, info["has_audio"], settings["audio_rate"], name)
+    written = verify_outputs(info, video, wav, settings["audio_rate"], name)
+    danmaku = None
+    dsrc = _read_danmaku_source(row["danmaku"]) if row.get("danmaku") else ytdlp_danmaku
+    if dsrc is not None:
+        danmaku = tmp / f"danmaku{dsrc.suffix.lower()}"
+        _copy_verified(dsrc, danmaku, "danmaku file")
+    if settings.get("keep_original"):
+        os.replace(src, tmp / f"original{src.suffix}")
+    shutil.rmtree(dl, ignore_errors=True)
+    rel = lambda p: f"ingest/videos/{vid}/{p.name}" if p is not None else None  # noqa: E731
+    result = {
+        "video_id": vid,
+        "split": row["split"],
+        "source": row["source"],
+        "status": "ok",
+        "error": None,
+        "video_path": rel(video),
+        "audio_path": rel(wav),
+        "danmaku_path": rel(danmaku),
+        "start_s": start,
+        "end_s": end,
+        **info,
+        # what the committed file decodes to (the frames stage masks seconds past it)
+        "decoded_duration_s": written["decoded_duration_s"],
+        "has_audio": wav is not None,
+        "fingerprint": fp,
+        "evoke_version": __version__,
+    }
+    text = json.dumps(result, indent=1)
+    (tmp / "probe.json").write_text(text, encoding="utf-8")
+    if (tmp / "probe.json").read_text(encoding="utf-8") != text:
+        raise EnvironmentFailure(f"{tmp / 'probe.json'}: did not read back as written")
     return result
 
 
@@ -350,16 +565,33 @@ def ingest_shard(rows: pl.DataFrame, dataset_dir: Path, settings: dict, shard: s
 
     Finished videos (from an earlier, possibly killed, run) are reused; a video
     that fails gets ``status = "failed"`` and its error, and the shard goes on.
+    A failure of the machine (:class:`EnvironmentFailure`, or an OSError while
+    writing) raises EnvironmentFailure: the job fails, no row is written, and a
+    rerun retries the video. Work happens in ``ingest/work/{shard}/``, which
+    this job clears at its start and end (it is this shard's alone).
     """
     videos_dir = Path(dataset_dir) / "ingest" / "videos"
     videos_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(videos_dir)
-    archive = Path(dataset_dir) / "ingest" / "download_archive.txt"
+    work = Path(dataset_dir) / "ingest" / "work" / shard
+    shutil.rmtree(work, ignore_errors=True)  # a killed run of this shard's job: its leftovers
+    if settings.get("cookies") and not Path(settings["cookies"]).is_file():
+        raise EnvironmentFailure(f"ingest.cookies: {settings['cookies']}: file not found")
+    try:
+        out = _ingest_rows(rows, videos_dir, settings, shard, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return pl.DataFrame(out, schema=PROBE_SCHEMA)
+
+
+def _ingest_rows(rows: pl.DataFrame, videos_dir: Path, settings: dict, shard: str, work: Path) -> list[dict]:
     out = []
     for row in tqdm(rows.to_dicts(), desc=f"ingest {shard}", unit="video", mininterval=2):
         try:
-            result = ingest_video(row, videos_dir, settings, archive)
-        except (EvokeError, OSError) as exc:  # one video's problem: record it, go on
+            result = ingest_video(row, videos_dir, settings, work)
+        except (EnvironmentFailure, OSError) as exc:  # OSError: writing under results/ (sources
+            # are read with MediaError), so the machine's problem, never the video's
+            raise EnvironmentFailure(f"ingest {shard}: {row['video_id']}: {exc}") from exc
+        except EvokeError as exc:  # one video's problem: record it, go on
             log.error("%s: %s", row["video_id"], exc)
             result = {
                 "video_id": row["video_id"], "split": row["split"], "source": row["source"],
@@ -368,4 +600,4 @@ def ingest_shard(rows: pl.DataFrame, dataset_dir: Path, settings: dict, shard: s
             }
         result["shard"] = shard
         out.append({k: result.get(k) for k in PROBE_SCHEMA})
-    return pl.DataFrame(out, schema=PROBE_SCHEMA)
+    return out

@@ -9,6 +9,13 @@ manifest's folder).
 Shards are a fixed, stable assignment of videos to jobs: row ``i`` of the manifest
 belongs to shard ``i // shard_size``, named ``s00000``, ``s00001`` ... Appending
 videos to a manifest never moves an existing video to another shard.
+
+With a shard map (the workflow keeps ``results/{dataset}/shard_map.parquet``),
+deleting or reordering rows moves nothing either: the map gives every video id
+it has seen a slot, once, in the order it first appeared (``video_id, slot``;
+append-only), and slot ``j`` belongs to shard ``j // shard_size``. A deleted
+video leaves its slot empty, a new one takes the next free slot, and one that
+comes back gets its old slot again; only the shards whose rows changed rerun.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from evoke.config import fingerprint
 REQUIRED_COLUMNS = ("video_id", "source", "split")
 OPTIONAL_COLUMNS = ("start_s", "end_s", "danmaku")
 _UNSAFE_ID = re.compile(r"[/\\\x00-\x1f\x7f]")
-MAX_ID_LENGTH = 200
+# bytes of the id's UTF-8 form: file systems limit a name to 255 bytes (not characters),
+# and a folder's temporary name adds a prefix and a suffix to the id
+MAX_ID_BYTES = 200
 
 
 class ManifestError(EvokeError):
@@ -44,8 +53,9 @@ def check_video_id(video_id: str) -> str | None:
         return "video_id may not start with '.'"
     if _UNSAFE_ID.search(video_id):
         return "video_id contains a path separator or a control character"
-    if len(video_id) > MAX_ID_LENGTH:
-        return f"video_id longer than {MAX_ID_LENGTH} characters"
+    n_bytes = len(video_id.encode("utf-8", errors="surrogatepass"))
+    if n_bytes > MAX_ID_BYTES:
+        return f"video_id is {n_bytes} bytes in UTF-8, over the limit of {MAX_ID_BYTES} bytes"
     return None
 
 
@@ -192,27 +202,61 @@ class Shard:
         return fingerprint(self.videos.drop("row").to_dicts())
 
 
-def assign_shards(manifest: pl.DataFrame, shard_size: int) -> dict[str, Shard]:
-    """Split a validated manifest into shards of ``shard_size`` consecutive rows."""
+def assign_shards(manifest: pl.DataFrame, shard_size: int,
+                  shard_map: str | Path | None = None) -> dict[str, Shard]:
+    """Split a validated manifest into shards of ``shard_size`` slots.
+
+    Without ``shard_map``, slot = manifest row. With it, slots come from that
+    append-only table (created, and extended by the ids it has not seen, under a
+    lock; see the module docstring), so removing a row moves no other video.
+    """
     if shard_size < 1:
         raise ValueError("shard_size must be >= 1")
-    n = manifest.height
+    if shard_map is None:
+        slots = manifest.with_columns(pl.col("row").alias("_slot"))
+    else:
+        table = update_shard_map(shard_map, manifest["video_id"])
+        slots = manifest.join(table.rename({"slot": "_slot"}), on="video_id", how="left")
+    slots = slots.with_columns((pl.col("_slot") // shard_size).alias("_shard")).sort("row")
     return {
-        shard_name(k): Shard(shard_name(k), manifest.slice(k * shard_size, shard_size))
-        for k in range(math.ceil(n / shard_size))
+        shard_name(k): Shard(shard_name(k), group.drop("_slot", "_shard"))
+        for (k,), group in sorted(slots.group_by("_shard", maintain_order=True), key=lambda kv: kv[0][0])
     }
 
 
-def shard_rows(manifest: pl.DataFrame, shard_size: int, shard: str) -> pl.DataFrame:
-    """The manifest rows of one shard by name; raises ManifestError for an unknown shard."""
-    m = re.fullmatch(r"s(\d{5,})", shard)
-    if not m:
+# the shard map's name inside results/{dataset}/
+SHARD_MAP = "shard_map.parquet"
+SHARD_MAP_SCHEMA = {"video_id": pl.String, "slot": pl.Int64}
+
+
+def update_shard_map(path: str | Path, video_ids: pl.Series) -> pl.DataFrame:
+    """The shard map at ``path`` with every id of ``video_ids`` in it: ids it lacks get
+    the next slots, in the given order (written atomically under a lock when it grows)."""
+    from evoke.store import file_lock, write_parquet
+
+    path = Path(path)
+    with file_lock(path.with_name(f".{path.name}.lock")):
+        table = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=SHARD_MAP_SCHEMA)
+        seen = set(table["video_id"].to_list())
+        new = [v for v in video_ids.to_list() if v not in seen]
+        if new:
+            start = int(table["slot"].max()) + 1 if table.height else 0
+            added = pl.DataFrame({"video_id": new, "slot": range(start, start + len(new))}, schema=SHARD_MAP_SCHEMA)
+            table = pl.concat([table, added])
+            write_parquet(table, path)
+    return table
+
+
+def shard_rows(manifest: pl.DataFrame, shard_size: int, shard: str,
+               shard_map: str | Path | None = None) -> pl.DataFrame:
+    """The manifest rows of one shard by name (see :func:`assign_shards`); raises
+    ManifestError for an unknown or empty shard."""
+    if not re.fullmatch(r"s(\d{5,})", shard):
         raise ManifestError(f"bad shard name {shard!r} (expected s00000, s00001, ...)")
-    k = int(m.group(1))
-    rows = manifest.slice(k * shard_size, shard_size)
-    if rows.height == 0:
+    shards = assign_shards(manifest, shard_size, shard_map)
+    if shard not in shards:
         raise ManifestError(
             f"shard {shard} is empty: the manifest has {manifest.height} videos "
-            f"({math.ceil(manifest.height / shard_size)} shards of {shard_size})"
+            f"({len(shards)} shards of {shard_size})"
         )
-    return rows
+    return shards[shard].videos

@@ -8,6 +8,7 @@ video's failure.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from fractions import Fraction
@@ -20,7 +21,26 @@ from evoke import EvokeError
 
 
 class MediaError(EvokeError):
-    """A media file cannot be read or converted."""
+    """A media file cannot be read or converted (the data's fault: the video fails)."""
+
+
+class EnvironmentFailure(EvokeError):
+    """The machine, not the data, failed (a full disk, a quota, a read-only or lost file
+    system): the job stops with this one-line message and nothing is recorded against
+    the video, so a rerun retries it."""
+
+
+# what tools print when the disk, not the input, is the problem (ffmpeg can exit 0 after it)
+_ENVIRONMENT_MESSAGES = re.compile(
+    r"No space left on device|Disk quota exceeded|Read-only file system|Errno (28|122|30)\b", re.I)
+
+
+def environment_message(text: str) -> str | None:
+    """The first line of ``text`` that reports a full disk, quota or read-only file system."""
+    for line in text.splitlines():
+        if _ENVIRONMENT_MESSAGES.search(line):
+            return line.strip()
+    return None
 
 
 def require_binary(name: str) -> str:
@@ -36,9 +56,14 @@ def require_binary(name: str) -> str:
 def run_ffmpeg(args: list[str], what: str, path: Path, name: str | None = None) -> None:
     """Run ``ffmpeg -nostdin -v error -y ARGS``; raise MediaError with its last stderr line.
 
-    ``name`` is how the file is called in the message (default: its file name)."""
+    ``name`` is how the file is called in the message (default: its file name). A
+    full disk (or quota, or read-only file system) raises :class:`EnvironmentFailure`
+    even when ffmpeg exits 0, which it does after failing to write a trailer."""
     cmd = [require_binary("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-y", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = environment_message(proc.stderr)
+    if env:
+        raise EnvironmentFailure(f"{name or path.name}: {what}: the disk failed, not the video: {env}")
     if proc.returncode != 0:
         msg = _last_line(proc.stderr).replace(str(path), name or path.name)
         raise MediaError(f"{name or path.name}: {what} failed: {msg}")
@@ -124,6 +149,35 @@ def video_packet_times(path: Path, name: str | None = None) -> tuple[np.ndarray,
     return np.asarray(times, dtype=np.float64)[order], np.asarray(keys, dtype=bool)[order], tb
 
 
+def decoded_end_time(path: Path, key_times: np.ndarray, time_base: float) -> float | None:
+    """Presentation time (s) of the last frame that decodes, or None when none does.
+
+    Decodes only from the last keyframe on (one group of pictures), skipping
+    packets that do not decode, and steps back a keyframe at a time while nothing
+    decodes there (a truncated or damaged last group).
+    """
+    for key in key_times[::-1][:4]:
+        last = None
+        try:
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                if time_base > 0:
+                    container.seek(int(round(key / time_base)), stream=stream, backward=True)
+                for packet in container.demux(stream):  # the last, empty packet flushes the decoder
+                    try:
+                        frames = packet.decode()
+                    except av.FFmpegError:
+                        continue  # a damaged packet costs only its own frame
+                    for frame in frames:
+                        if frame.time is not None:
+                            last = float(frame.time) if last is None else max(last, float(frame.time))
+        except (av.FFmpegError, IndexError):
+            pass  # the file ends in a way the demuxer cannot read past: what decoded counts
+        if last is not None:
+            return last
+    return None
+
+
 def is_variable_rate(times: np.ndarray, time_base: float) -> bool:
     """True when more than 1% of frame intervals differ from the median interval
     by more than 10% (and more than two time-base ticks, to ignore rounding)."""
@@ -141,10 +195,13 @@ def is_variable_rate(times: np.ndarray, time_base: float) -> bool:
 def probe(path: Path, name: str | None = None) -> dict:
     """Describe a video file.
 
-    Returns ``duration_s, fps_avg, fps_is_variable, n_frames, width, height,
+    Returns ``duration_s`` (the video stream's declared duration: what the header
+    says), ``decoded_duration_s`` (from the first packet to the end of the last
+    frame that actually decodes: shorter than ``duration_s`` when the file was cut
+    mid-stream), ``fps_avg, fps_is_variable, n_frames, width, height,
     rotation`` (clockwise degrees), ``display_width, display_height`` (after
     rotation), ``video_codec, audio_codec, audio_channels, audio_sample_rate,
-    has_audio, container, size_bytes, keyframe_interval_s``.
+    has_audio, container, size_bytes, keyframe_interval_s, audio_duration_s``.
 
     Raises MediaError for empty files, files that are not media and files
     without a video stream.
@@ -176,6 +233,11 @@ def probe(path: Path, name: str | None = None) -> dict:
         measured = (times.size - 1) / span if span > 0 else None
         avg = measured or avg
     key_times = times[keys]
+    last_decoded = decoded_end_time(path, key_times if key_times.size else times[:1], tb)
+    if last_decoded is None:
+        raise MediaError(f"{name}: no frame of the video stream decodes")
+    frame_s = 1.0 / avg if avg else last_frame
+    decoded_duration = max(last_decoded - float(times[0]) + frame_s, 0.0)
     rotation = stream_rotation(v)
     width, height = int(v.get("width") or 0), int(v.get("height") or 0)
     if width <= 0 or height <= 0:
@@ -183,6 +245,7 @@ def probe(path: Path, name: str | None = None) -> dict:
     swap = rotation in (90, 270)
     return {
         "duration_s": float(duration),
+        "decoded_duration_s": float(min(decoded_duration, duration)) if duration else decoded_duration,
         "fps_avg": float(avg) if avg else None,
         "fps_is_variable": is_variable_rate(times, tb),
         "n_frames": int(times.size),
@@ -195,6 +258,8 @@ def probe(path: Path, name: str | None = None) -> dict:
         "audio_codec": audio[0].get("codec_name") if audio else None,
         "audio_channels": int(audio[0].get("channels") or 0) if audio else 0,
         "audio_sample_rate": int(audio[0].get("sample_rate") or 0) if audio else 0,
+        # the first audio stream's own duration (else the container's): what a WAV made from it must last
+        "audio_duration_s": (_float(audio[0].get("duration")) or _float(fmt.get("duration"))) if audio else None,
         "has_audio": bool(audio),
         "container": fmt.get("format_name"),
         "size_bytes": int(path.stat().st_size),

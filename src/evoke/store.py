@@ -9,17 +9,27 @@ Rules every writer follows (DESIGN.md, "Artifacts are crash-safe"):
   unfinished video; the shard file is assembled from them at the end;
 * every table a stage writes about its videos carries ``video_id``, ``status``
   (``ok`` or ``failed``) and ``error``; :func:`merge_failures` unions the failed
-  rows of every stage into ``results/{dataset}/failures.parquet``.
+  rows of every stage into ``results/{dataset}/failures.parquet``;
+* one process at a time works on a shard: :func:`shard_lock` (a lock file with
+  host and PID beside the shard's outputs) refuses a second holder, and takes
+  over a lock whose process died on this host;
+* the disk running full is the environment's failure, never a video's: a part
+  is written only when there is room for it (:func:`require_free_space`), and
+  an ``OSError`` for lack of space fails the job (:class:`DiskFull`), so a
+  rerun retries the video.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
 import shutil
+import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator
@@ -84,11 +94,31 @@ def clean_stale_temporaries(folder: str | Path) -> int:
         pid = p.name.rsplit(".tmp-", 1)[1].split("-")[0]
         if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
             continue  # a live writer on this machine
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
+        _remove(p)
         n += 1
+    return n
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def remove_temporaries(folder: str | Path, names: tuple[str, ...] | None = None) -> int:
+    """Remove every temporary in ``folder`` (of the files ``names`` only, when given);
+    returns how many. For folders whose writers the caller has locked out
+    (:func:`shard_lock`): what is there was left by a killed writer."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    patterns = [f".{n}.tmp-*" for n in names] if names is not None else [".*.tmp-*"]
+    n = 0
+    for pattern in patterns:
+        for p in folder.glob(pattern):
+            _remove(p)
+            n += 1
     return n
 
 
@@ -149,6 +179,157 @@ def file_lock(path: str | Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+class ShardLocked(EvokeError):
+    """Another process holds the shard (a second copy of the job)."""
+
+
+class DiskFull(EvokeError):
+    """No room left to write (an environment failure: the job stops, no video is marked failed)."""
+
+
+def _holder(fd: int) -> dict:
+    """The JSON record (host, pid, since) in an open lock file; {} when empty or unreadable."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = os.read(fd, 4096)
+    try:
+        holder = json.loads(data) if data.strip() else {}
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+@contextlib.contextmanager
+def shard_lock(path: str | Path, what: str) -> Iterator[None]:
+    """Hold the lock file ``path`` while the block runs; its content names the holder
+    (JSON: host, pid, since).
+
+    The lock is an ``flock`` on the file, which the kernel releases when its process
+    dies, however it dies. A second process is refused with :class:`ShardLocked`
+    naming the holder's host and PID. A lock left by a killed process is taken over;
+    one whose record names another host (a job there that may still run: not every
+    shared file system carries locks between hosts) is refused with the host named
+    and the file to delete once that job is gone. ``what`` names the job in
+    messages (``frames s00000``). The file is removed on release.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = {"host": socket.gethostname(), "pid": os.getpid(),
+          "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise ShardLocked(
+                f"{what}: already running as PID {holder.get('pid', '?')} on host {holder.get('host', '?')} "
+                f"(since {holder.get('since', '?')}; lock {path}); wait for it to finish or stop it, "
+                f"then run again") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous holder removed the file between our open and our lock
+    try:
+        holder = _holder(fd)
+        if holder and holder.get("host") != me["host"]:
+            raise ShardLocked(
+                f"{what}: locked by PID {holder.get('pid')} on host {holder.get('host')} (since "
+                f"{holder.get('since')}; lock {path}); if no job runs there any more, delete {path} "
+                f"and run again")
+        if holder:
+            log.warning("%s: taking over the lock of PID %s, which no longer runs", what, holder.get("pid"))
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps(me).encode())
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # while still locked: a process that opened it before retries
+        os.close(fd)
+
+
+def run_records(folder: str | Path) -> tuple[list[dict], list[Path]]:
+    """The run records (JSON: host, pid, since) in ``folder``: (those of processes that
+    may still run: alive on this host, or on another host; the files of the dead ones)."""
+    folder = Path(folder)
+    live, dead = [], []
+    host = socket.gethostname()
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            rec = json.loads(p.read_text())
+            pid = int(rec["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            dead.append(p)  # written atomically, so only a hand-made file is unreadable
+            continue
+        if rec.get("host") == host and not _pid_alive(pid):
+            dead.append(p)
+        else:
+            live.append({**rec, "file": str(p)})
+    return live, dead
+
+
+def write_run_record(folder: str | Path) -> Path:
+    """Record this process (host, pid, since) as a run in ``folder``; returns the file."""
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    path = Path(folder) / f"{me['host']}-{me['pid']}.json"
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(me))
+    return path
+
+
+def clear_stale_snakemake_locks(locks_dir: str | Path, under: str) -> int:
+    """Remove Snakemake's lock files (``{n}.input.lock``/``{n}.output.lock`` pairs) that name
+    a path under ``under``: what ``--unlock`` does, for the locks of a run that was killed
+    (the caller knows it no longer runs). Returns how many pairs."""
+    locks_dir = Path(locks_dir)
+    prefix = under.rstrip("/") + "/"
+    n = 0
+    for out in sorted(locks_dir.glob("*.output.lock")) if locks_dir.is_dir() else []:
+        pair = [out, out.with_name(out.name.replace(".output.lock", ".input.lock"))]
+        try:
+            names = [ln for p in pair if p.exists() for ln in p.read_text().splitlines()]
+        except OSError:
+            continue
+        if any(ln.startswith(prefix) or f"/{prefix}" in ln for ln in names):
+            for p in pair:
+                p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for an OSError that says the disk or the quota is full (h5py's carry the
+    errno only in the message)."""
+    if not isinstance(exc, OSError):
+        return False
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "errno = 28" in text or "Disk quota exceeded" in text
+
+
+def require_free_space(folder: str | Path, need_bytes: int, what: str) -> None:
+    """Raise :class:`DiskFull` unless ``folder``'s file system has ``need_bytes`` free (plus
+    1% of it or 16 MiB, whichever is less, kept free for metadata)."""
+    folder = Path(folder)
+    usage = shutil.disk_usage(folder)
+    reserve = min(16 << 20, usage.total // 100)
+    if usage.free < need_bytes + reserve:
+        raise DiskFull(
+            f"{folder}: no room to write {what}: {usage.free / 2**20:.1f} MiB free, about "
+            f"{(need_bytes + reserve) / 2**20:.1f} MiB needed; free disk space and run again "
+            f"(finished videos are kept)")
+
+
 def merge_failures(ddir: str | Path) -> Path:
     """Rebuild ``{ddir}/failures.parquet`` from every ``{ddir}/*/failures.parquet``.
 
@@ -202,6 +383,9 @@ def run_shard(
     root_attrs: dict,
     desc: str,
     errors: tuple[type[BaseException], ...] = (EvokeError, OSError),
+    status_out: Path | None = None,
+    status_table: Callable[[list[dict]], "pl.DataFrame"] | None = None,
+    part_bytes: Callable[[object], int] | None = None,
 ) -> list[dict]:
     """Process the videos of a shard into one HDF5 file, resumably.
 
@@ -210,33 +394,65 @@ def run_shard(
     ``video_id``, marked with :func:`mark_part`) and return its stats; a part
     already finished with the same fingerprint (a killed earlier run) is reused.
     A video that raises one of ``errors`` gets a failed status row and the shard
-    goes on. The parts are then copied into ``out`` (atomically) and removed.
+    goes on; an error for lack of disk space stops the job instead
+    (:class:`DiskFull`), and so does having less free space than
+    ``part_bytes(payload)`` (an upper bound of the part's size) before a part
+    is written. The parts are then copied into ``out`` (atomically); with
+    ``status_out``, the status table (``status_table(rows)``) is written next,
+    and only then are the parts removed, so a kill anywhere in between reruns
+    from the parts.
+
+    The whole run holds :func:`shard_lock` on ``.{out.name}.lock`` beside
+    ``out``; temporaries of ``out``, ``status_out`` and the parts left by a
+    killed earlier run are removed first.
 
     Returns one status dict per item: ``video_id, status, error`` and the stats.
     """
     import h5py
 
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(parts_dir)
-    status = []
-    for vid, fp, payload in tqdm(items, desc=desc, unit="video", mininterval=2):
-        part = parts_dir / f"{vid}.h5"
+    out = Path(out)
+    what = f"{desc} ({out})"
+    with shard_lock(out.with_name(f".{out.name}.lock"), what):
+        names = (out.name,) + ((Path(status_out).name,) if status_out is not None else ())
+        remove_temporaries(out.parent, names)
+        parts_dir.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(parts_dir)
+        status = []
+        for vid, fp, payload in tqdm(items, desc=desc, unit="video", mininterval=2):
+            part = parts_dir / f"{vid}.h5"
+            try:
+                stats = _read_part_stats(part, vid, fp)
+                if stats is None:
+                    if part_bytes is not None:
+                        require_free_space(parts_dir, part_bytes(payload), f"the part of video {vid}")
+                    stats = work(payload, part, fp)
+                else:
+                    log.info("%s: reusing the finished part of an earlier run", vid)
+                status.append({"video_id": vid, "status": "ok", "error": None, **stats})
+            except DiskFull:
+                raise
+            except errors as exc:
+                if is_disk_full(exc):
+                    raise DiskFull(f"{parts_dir}: disk full while writing video {vid}: {exc}; free disk "
+                                   f"space and run again (finished videos are kept)") from exc
+                log.error("%s: %s", vid, exc)
+                part.unlink(missing_ok=True)
+                status.append({"video_id": vid, "status": "failed", "error": str(exc)})
+        ok = [parts_dir / f"{r['video_id']}.h5" for r in status if r["status"] == "ok"]
+        require_free_space(out.parent, sum(p.stat().st_size for p in ok), f"the shard file {out.name}")
         try:
-            stats = _read_part_stats(part, vid, fp)
-            if stats is None:
-                stats = work(payload, part, fp)
-            else:
-                log.info("%s: reusing the finished part of an earlier run", vid)
-            status.append({"video_id": vid, "status": "ok", "error": None, **stats})
-        except errors as exc:
-            log.error("%s: %s", vid, exc)
-            part.unlink(missing_ok=True)
-            status.append({"video_id": vid, "status": "failed", "error": str(exc)})
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as dst:
-        dst.attrs.update(h5_attrs(**root_attrs))
-        for r in status:
-            if r["status"] == "ok":
-                with h5py.File(parts_dir / f"{r['video_id']}.h5", "r") as src:
-                    src.copy(src[r["video_id"]], dst, name=r["video_id"])
-    shutil.rmtree(parts_dir, ignore_errors=True)
+            with atomic_path(out) as tmp, h5py.File(tmp, "w") as dst:
+                dst.attrs.update(h5_attrs(**root_attrs))
+                for r in status:
+                    if r["status"] == "ok":
+                        with h5py.File(parts_dir / f"{r['video_id']}.h5", "r") as src:
+                            src.copy(src[r["video_id"]], dst, name=r["video_id"])
+            if status_out is not None:
+                write_parquet(status_table(status) if status_table else pl.DataFrame(status), status_out)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFull(f"{out.parent}: disk full while assembling {out.name}: {exc}; free disk space "
+                               f"and run again (finished videos are kept)") from exc
+            raise
+        shutil.rmtree(parts_dir, ignore_errors=True)
     return status

@@ -11,7 +11,13 @@ Resolution order for a :class:`WeightSpec` (DESIGN.md, "Weights"):
    ``HF_HUB_OFFLINE=1``).
 
 When none works, :class:`WeightsMissing` names the file, where it was looked
-for and the command that fetches it. There is no silent fallback to random
+for and the command that fetches it.
+
+A weights file is identified by its content: :func:`content_sha256` (cached in
+``{evoke cache}/sha256-cache.json`` by resolved path, size and modification
+time, so a file is read once) and :func:`identity` (``name:sha256`` of every file
+in use). A different checkpoint under the same name is a different identity,
+so features made with the old one are never reused. There is no silent fallback to random
 weights: random weights exist only where a test asks for them by name.
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -114,6 +121,49 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _hash_cache_path() -> Path:
+    return evoke_cache() / "sha256-cache.json"
+
+
+def content_sha256(path: str | Path) -> str:
+    """The sha256 of ``path``'s bytes, cached by (resolved path, size, mtime)."""
+    path = Path(path).expanduser().resolve()
+    st = path.stat()
+    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    cache_file = _hash_cache_path()
+    try:
+        cache = json.loads(cache_file.read_text())
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        cache = {}
+    if key in cache:
+        return cache[key]
+    digest = _sha256(path)
+    stale = [k for k in cache if k.split("|", 1)[0] == str(path)]
+    for k in stale:
+        del cache[k]
+    cache[key] = digest
+    try:
+        with atomic_path(cache_file) as tmp:
+            tmp.write_text(json.dumps(cache, sort_keys=True))
+    except OSError as exc:  # a read-only cache costs only the time to hash again
+        log.warning("cannot record the weights hash in %s: %s", cache_file, exc)
+    return digest
+
+
+def identity(specs: list[WeightSpec], explicit: dict | None = None) -> str:
+    """``name:sha256`` of every weights file of ``specs`` as found on this machine
+    (``none`` for no files); :class:`WeightsMissing` when one is not here."""
+    parts = []
+    for spec in specs:
+        path = find(spec, explicit)
+        if path is None:
+            path = resolve(spec, explicit, allow_download=False)  # raises the message naming it
+        parts.append(f"{spec.name}:{content_sha256(path)}")
+    return ";".join(parts) or "none"
 
 
 def download(spec: WeightSpec, timeout: float = 60.0) -> Path:

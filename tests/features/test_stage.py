@@ -183,6 +183,46 @@ def test_missing_weights_stop_before_any_video_with_one_clear_message(shard, tmp
     assert (status["status"] == "ok").all()
 
 
+def test_weights_are_identified_by_content_not_by_name(shard, tmp_path, monkeypatch, caplog):
+    """Another checkpoint under the same file name is another identity: a killed run's parts
+    made with the old file are redone, not reused; the same bytes elsewhere are the same."""
+    import hashlib
+    import logging
+
+    from evoke.config import fingerprint
+    from evoke.store import mark_part
+
+    root, probe_rows, _, frames = shard
+    monkeypatch.setenv("EVOKE_CACHE", str(tmp_path / "cache"))
+    w = tmp_path / "net.pth"
+    w.write_bytes(b"checkpoint one")
+    settings = {"config": {}, "device": "cpu", "weights": {"test_net": str(w)}}
+    features_shard("test_needs_weights", settings, frames, probe_rows, root, "s00000", tmp_path / "a.h5")
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert f["cfr"].attrs["weights"] == f"test_net:{hashlib.sha256(b'checkpoint one').hexdigest()}"
+    copy = tmp_path / "elsewhere" / "net.pth"
+    copy.parent.mkdir()
+    copy.write_bytes(b"checkpoint one")
+    same = EXTRACTORS["test_needs_weights"](weights_paths={"test_net": str(copy)})
+    first = EXTRACTORS["test_needs_weights"](weights_paths={"test_net": str(w)})
+    assert same.config_hash() == first.config_hash()  # where the file lies changes nothing
+    # a killed run left a finished part made with checkpoint one; then the file is replaced
+    row = probe_rows.filter(pl.col("video_id") == "cfr").row(0, named=True)
+    with h5py.File(frames) as f:
+        fp = fingerprint(first.config_hash(), row["fingerprint"], f["cfr"].attrs["config_hash"], None)
+    parts = root / "features" / "test_needs_weights" / "parts" / "s00000"
+    parts.mkdir(parents=True)
+    with h5py.File(parts / "cfr.h5", "w") as f:
+        mark_part(f.create_group("cfr"), fp, {"n_steps": 6, "n_valid": 6, "dim": 4})
+    w.write_bytes(b"checkpoint two")
+    with caplog.at_level(logging.INFO, logger="evoke.store"):
+        features_shard("test_needs_weights", settings, frames, probe_rows, root, "s00000", tmp_path / "b.h5")
+    assert "reusing the finished part" not in caplog.text
+    with h5py.File(tmp_path / "b.h5") as f:
+        assert f["cfr"].attrs["weights"] == f"test_net:{hashlib.sha256(b'checkpoint two').hexdigest()}"
+        assert "values" in f["cfr"]  # redone (the stale part had none)
+
+
 def test_killed_features_job_resumes_and_equals_an_uninterrupted_run(shard, tmp_path):
     root, _, probe_path, frames = shard
     ds = tmp_path / "results" / "ds"

@@ -10,7 +10,7 @@ torch.set_num_threads(1)  # 2 shared cores: more threads only oversubscribe
 
 FEATURES = ["colour", "motion"]
 # small, quick full heads (a few seconds each on 2 cores)
-FAST = {"seed": 0, "full": {"epochs": 8, "hidden": 16, "moe_dim": 16, "n_experts": 2, "batch_size": 16,
+FAST = {"seed": 0, "full": {"epochs": 8, "gru_hidden": 16, "moe_dim": 16, "n_experts": 2, "batch_size": 16,
                             "lr": 0.01, "patience": 4, "seq_len": 12, "dropout": 0.1},
         "lightgbm": {"n_estimators": 60}}
 

@@ -20,7 +20,7 @@ def _data():
 
 def _run(ckpt, stop=None, collate=None):
     torch.manual_seed(0)
-    model = FullHead({"a": 5, "b": 3}, 1, hidden=8, moe_dim=8, n_experts=2, dropout=0.3)
+    model = FullHead({"a": 5, "b": 3}, 1, gru_hidden=8, moe_dim=8, n_experts=2, dropout=0.3)
     x, y, tr, va = _data()
 
     def default_collate(idx):
@@ -28,7 +28,7 @@ def _run(ckpt, stop=None, collate=None):
 
     def loss_fn(m, batch):
         inp, target = batch
-        return torch.nn.functional.binary_cross_entropy_with_logits(m(inp)[:, 0], target)
+        return torch.nn.functional.binary_cross_entropy(m(inp)[:, 0], target)
 
     history = train_model(model, loss_fn, tr, va, collate or default_collate, CFG, ckpt, stop_after_epoch=stop)
     return model, history, default_collate

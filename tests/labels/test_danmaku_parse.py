@@ -81,8 +81,9 @@ def test_eight_and_nine_fields_and_cleaning(tmp_path):
         p.write_text(xml_doc(comments, fields), encoding="utf-8")
         d = Dropped()
         c = parse_and_clean(p, duration_s=10.0, dropped=d)
+        # 1e9 s is not impossible in itself (no fixed cap), only past this video's end
         assert d.counts == {"empty_text": 1, "spam_repeat": 1, "mode_dropped_positioned": 1, "mode_dropped_code": 1,
-                            "impossible_time": 2, "after_video_end": 1}
+                            "impossible_time": 1, "after_video_end": 2}
         assert c["text"].to_list() == ["好看", "哈哈哈哈", "前排", "前排", "逆向"]
         assert c.filter(pl.col("user_hash") == "u1")["n_repeats"].to_list() == [1, 2]
         assert c["mode"].to_list() == ["scroll", "top", "scroll", "scroll", "reverse"]
@@ -155,7 +156,7 @@ def test_gbk_and_shift_jis(tmp_path):
     forced = parse_danmaku(gbk, encoding="gbk")
     assert forced.height == 2
     (tmp_path / "bin.xml").write_bytes(b"\xff\xfe\x00\xd8" * 10 + b"\x81")
-    with pytest.raises(LabelError, match="cannot decode"):
+    with pytest.raises(LabelError, match="(cannot decode|not valid utf-16).*pass --encoding"):
         parse_danmaku(tmp_path / "bin.xml")
 
 
@@ -213,3 +214,126 @@ def test_demo_danmaku_files():
         c = parse_and_clean(f, dropped=d)
         assert c.height > 0 and "malformed_p" not in d.counts
     assert n_fields == {8, 9}
+
+
+def test_a_malformed_field_drops_only_its_comment(tmp_path):
+    csv = tmp_path / "fields.csv"
+    csv.write_text("time_s,text,mode,user_hash,post_time\n"
+                   "1.0,ok,1,u1,1600000000\n2.0,abc time,1,u2,abc\n3.0,nan time,1,u3,nan\n"
+                   "4.0,huge time,1,u4,1e20\n5.0,huge mode,99999999999,u5,1600000001\n"
+                   "6.0,also ok,1,u6,\n")
+    d = Dropped()
+    c = parse_and_clean(csv, dropped=d)
+    assert c["text"].to_list() == ["ok", "also ok"] and c["post_time"].to_list() == [1600000000, None]
+    assert d.counts == {"malformed_post_time": 3, "malformed_mode": 1}
+    xml = tmp_path / "fields.xml"
+    xml.write_text('<i><d p="1,1,25,0,1600000000,0,u,1">ok</d><d p="2,4294967297,25,0,1600000000,0,u,2">mode</d>'
+                   '<d p="3,1,25,0,99999999999999999999999,0,u,3">post</d><d p="nan,1,25,0,1,0,u,4">t</d>'
+                   '<d p="inf,1,25,0,1,0,u,5">t2</d></i>')
+    d = Dropped()
+    c = parse_and_clean(xml, dropped=d)
+    assert c["text"].to_list() == ["ok"]
+    assert d.counts == {"malformed_mode": 1, "malformed_post_time": 1, "impossible_time": 2}
+    nico = tmp_path / "fields.json"
+    nico.write_text('[{"vpos": 100, "content": "ok", "date": 1600000000},'
+                    ' {"vpos": 200, "content": "nan date", "date": NaN},'
+                    ' {"vpos": 300, "content": "huge date", "date": 1e300},'
+                    ' {"vpos": 400, "content": "bad date", "date": "yesterday"},'
+                    ' {"vpos": 500, "content": "bad mail", "mail": 5},'
+                    ' {"vpos": 600, "content": "ok too", "mail": "ue"}]')
+    d = Dropped()
+    c = parse_and_clean(nico, dropped=d)
+    assert c["text"].to_list() == ["ok", "ok too"] and d.counts == {"malformed_post_time": 3, "malformed_mode": 1}
+
+
+def test_deeply_nested_json_and_unknown_xml_are_refused(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DanmakuError, match="nested too deeply"):
+        parse_danmaku(deep)
+    obj = tmp_path / "deep_obj.json"
+    obj.write_text('{"data": ' * 100_000 + "1" + "}" * 100_000)
+    with pytest.raises(DanmakuError, match="nested too deeply"):
+        parse_danmaku(obj)
+    html = tmp_path / "page.xml"
+    html.write_text("<html><body>not danmaku</body></html>")
+    with pytest.raises(DanmakuError, match="holds no comments"):
+        parse_danmaku(html)
+    (tmp_path / "empty_i.xml").write_text("<i></i>")
+    assert parse_danmaku(tmp_path / "empty_i.xml").height == 0  # a Bilibili file without comments
+
+
+def test_legacy_niconico_xml_and_undeclared_shift_jis(tmp_path):
+    doc = ('<packet><thread thread="1" last_res="3" ticket="0x1"/>'
+           '<chat thread="1" no="1" vpos="150" date="1190000000" mail="184" user_id="abc">うぽつ</chat>'
+           '<chat thread="1" no="2" vpos="300" date="1190000001" mail="ue red" user_id="def">わこつ</chat>'
+           '<chat thread="1" no="3" date="1190000002">時間なし</chat>'
+           '<chat thread="1" no="4" vpos="612000" mail="shita">百時間後の弾幕</chat></packet>')
+    for enc, decl in (("utf-8", ""), ("shift_jis", "")):
+        p = tmp_path / f"nico_{enc}.xml"
+        p.write_bytes((decl + doc).encode(enc))
+        d = Dropped()
+        c = parse_danmaku(p, dropped=d)
+        assert c["text"].to_list() == ["うぽつ", "わこつ", "百時間後の弾幕"], enc
+        assert c.select("time_s", "mode", "user_hash", "post_time", "comment_id").rows()[:2] == [
+            (1.5, "scroll", "abc", 1190000000, "1"), (3.0, "top", "def", 1190000001, "2")]
+        assert d.counts == {"malformed_comment": 1}
+        # 170 hours into a live-stream replay: kept when the duration is unknown or longer
+        assert parse_and_clean(p)["time_s"].max() == 6120.0
+    c = parse_and_clean(tmp_path / "nico_shift_jis.xml", duration_s=100 * 3600.0)
+    assert c["text"].to_list()[-1] == "百時間後の弾幕"
+    # valid bytes in both GB18030 and Shift-JIS that read as rare characters in both
+    odd = tmp_path / "odd.xml"
+    odd.write_bytes(b'<i><d p="1,1,25,0,0,0,u,1">' + b"\xaa\xab\xac\xad" * 20 + b"</d></i>")
+    with pytest.raises(DanmakuError, match="no legacy encoding reads plausibly.*--encoding"):
+        parse_danmaku(odd)
+    assert parse_danmaku(odd, encoding="gb18030").height == 1
+
+
+def test_probe_mode_keeps_going_past_every_unreadable_file(tmp_path):
+    root = tmp_path / "results" / "d"
+    files = {"good": xml_doc([(1.0, 1, "好", "u")]), "deep": "[" * 100_000, "bad_xml": "<i><d>",
+             "html": "<html/>", "fields": "time_s,text,post_time\n1,ok,1e20\n2,fine,\n"}
+    paths = {}
+    for vid, content in files.items():
+        ext = {"deep": "json", "fields": "csv"}.get(vid, "xml")
+        (root / "ingest" / "videos" / vid).mkdir(parents=True)
+        (root / "ingest" / "videos" / vid / f"danmaku.{ext}").write_text(content)
+        paths[vid] = f"ingest/videos/{vid}/danmaku.{ext}"
+    paths["gone"] = "ingest/videos/gone/danmaku.xml"
+    probe = pl.DataFrame({"video_id": list(paths), "status": ["ok"] * len(paths), "shard": ["s00000"] * len(paths),
+                          "duration_s": [10.0] * len(paths), "danmaku_path": list(paths.values())})
+    d = Dropped()
+    comments, failures = parse_probe_videos(probe, root, dropped=d)
+    assert comments.select("video_id", "text").rows() == [("fields", "fine"), ("good", "好")]
+    assert d.counts == {"malformed_post_time": 1}
+    assert sorted(failures["video_id"]) == ["bad_xml", "deep", "gone", "html"]
+    assert all("\n" not in e for e in failures["error"])
+
+
+def test_cli_with_several_files_records_the_bad_one_and_goes_on(tmp_path):
+    from evoke.cli import main
+
+    (tmp_path / "a.xml").write_text(xml_doc([(1.0, 1, "好", "u")]), encoding="utf-8")
+    (tmp_path / "b.json").write_text("[" * 100_000)
+    out, failures = tmp_path / "c.parquet", tmp_path / "f.parquet"
+    assert main(["danmaku", "parse", str(tmp_path / "a.xml"), str(tmp_path / "b.json"), "--out", str(out),
+                 "--failures", str(failures)]) == 0
+    assert pl.read_parquet(out)["video_id"].to_list() == ["a"]
+    f = pl.read_parquet(failures)
+    assert f["video_id"].to_list() == ["b"] and "nested too deeply" in f["error"][0]
+    assert main(["danmaku", "parse", str(tmp_path / "b.json"), "--out", str(out)]) == 2  # one file: its error
+
+
+@pytest.mark.parametrize("name", ["niconico_sm9.json", "bilibili_8729348.xml"])
+@pytest.mark.parametrize("encoding", ["shift_jis", "gb18030"])
+def test_real_files_in_legacy_encodings_without_a_declaration(tmp_path, name, encoding):
+    """Each real file re-encoded (no BOM, no declaration) reads back as the same comments:
+    Japanese and Chinese in either encoding, told apart by their characters alone."""
+    import re
+
+    text = re.sub(r"^\s*<\?xml[^>]*\?>", "", (FIXTURES / name).read_text(encoding="utf-8"))
+    p = tmp_path / name
+    p.write_bytes(text.encode(encoding, errors="replace"))  # the few characters it lacks become '?'
+    want = [t.encode(encoding, errors="replace").decode(encoding) for t in parse_danmaku(FIXTURES / name)["text"]]
+    assert parse_danmaku(p)["text"].to_list() == want

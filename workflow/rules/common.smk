@@ -1,4 +1,5 @@
 # Helpers shared by every rule file: validated config, the manifest's shards, paths.
+import functools
 import json
 import os
 import re
@@ -10,7 +11,10 @@ from pathlib import Path
 from evoke.config import read_config_file, validate_layers
 from evoke.features import EXTRACTORS
 from evoke.features.cli import features_settings, validate_features_config
-from evoke.manifest import assign_shards, read_manifest
+from evoke.manifest import SHARD_MAP, assign_shards, read_manifest
+from evoke.store import clear_stale_snakemake_locks, run_records, write_run_record
+from snakemake.exceptions import WorkflowError
+from evoke.weights import WeightsMissing
 
 
 def config_layers():
@@ -41,7 +45,51 @@ DATASET = config["dataset"]
 EXTRACTOR_NAMES = list(config["features"]["extractors"])
 D = f"results/{DATASET}"
 MANIFEST = read_manifest(config["manifest"])
-SHARDS = assign_shards(MANIFEST, config["shard_size"])
+# Runs on this results folder: onstart records the Snakemake process (host, PID) in
+# {D}/.runs/, onsuccess/onerror remove it. A record whose process died on this host is a
+# killed run: its Snakemake locks are removed here (what --unlock does), so running the
+# same command again works. A run that still holds the folder refuses this one (a dry
+# run only warns), naming host and PID.
+RUNS_DIR = f"{D}/.runs"
+_RUN_RECORD = []
+if workflow.is_main_process:
+    _live, _dead = run_records(RUNS_DIR)
+    if _dead and not _live:
+        _n = clear_stale_snakemake_locks(".snakemake/locks", D)
+        for _p in _dead:
+            _p.unlink(missing_ok=True)
+        if _n:
+            print(f"evoke: removed the Snakemake locks of a killed run on {D} ({_n})", file=sys.stderr)
+    if _live and workflow.execution_settings.lock:
+        _who = "; ".join(f"PID {r['pid']} on host {r['host']} since {r['since']}" for r in _live)
+        _msg = (f"{D} is in use by another Snakemake run ({_who}); wait for it to finish, or if it "
+                f"is gone, delete {', '.join(r['file'] for r in _live)}")
+        if not workflow.dryrun:
+            raise WorkflowError(_msg)
+        print(f"evoke: warning: {_msg}", file=sys.stderr)
+
+
+onstart:
+    _RUN_RECORD.append(write_run_record(RUNS_DIR))
+    record_plan()  # defined below: results/{dataset}/plan.json for evoke status
+
+
+def _drop_run_record():
+    for p in _RUN_RECORD:
+        p.unlink(missing_ok=True)
+
+
+onsuccess:
+    _drop_run_record()
+
+
+onerror:
+    _drop_run_record()
+
+
+# slots from the append-only shard map beside the results: deleting a manifest row
+# moves no other video to another shard (evoke.manifest)
+SHARDS = assign_shards(MANIFEST, config["shard_size"], shard_map=f"{D}/{SHARD_MAP}")
 # Extractors whose shard jobs ask for a GPU (rule features_shard_gpu): those that run a
 # torch model, unless features.device is cpu (the job would leave the GPU idle). The
 # rest, and every extractor under device: cpu, run in rule features_shard.
@@ -72,10 +120,50 @@ def settings(section):
     return shlex.quote(json.dumps(config[section], sort_keys=True))
 
 
+@functools.cache
+def weights_identities():
+    """Every configured extractor's weights identity (name:sha256 of each file), computed
+    once per run; one error listing every missing file, before any job starts (instead
+    of one failure per extractor and shard)."""
+    found, missing = {}, []
+    for name in EXTRACTOR_NAMES:
+        ext = EXTRACTORS[name](config["features"]["settings"].get(name),
+                               weights_paths=config["features"]["weights"])
+        try:
+            found[name] = ext.weights_identity()
+        except WeightsMissing as exc:
+            missing.append(f"{name}: {exc}")
+    if missing:
+        raise WeightsMissing("pretrained weights missing, no features job started:\n  " + "\n  ".join(missing))
+    return found
+
+
 def extractor_settings(wildcards):
-    """One extractor's settings block (plus device and weights) as a JSON argument."""
-    block = features_settings(config["features"], wildcards.extractor)
-    return shlex.quote(json.dumps(block, sort_keys=True))
+    """What changes one extractor's numbers, as a JSON argument (a params value): its
+    settings without the runtime keys (batch_size), its weights' content and the torch
+    thread count. Device, weights paths and batch sizes travel in FEATURES_RUNTIME."""
+    name = wildcards.extractor
+    block = features_settings(config["features"], name)
+    runtime_keys = EXTRACTORS[name].RUNTIME_KEYS
+    numbers = {
+        "config": {k: v for k, v in block["config"].items() if k not in runtime_keys},
+        "weights_identity": weights_identities()[name],
+        "torch_threads": block["torch_threads"] if EXTRACTORS[name].uses_torch else None,
+    }
+    return shlex.quote(json.dumps(numbers, sort_keys=True))
+
+
+# The features jobs' settings that change no number (device, where the weights lie,
+# batch sizes): a global in the shell command, not a params value, so changing them
+# reruns nothing (Snakemake's code trigger compares the command's template only).
+FEATURES_RUNTIME = shlex.quote(json.dumps({
+    "device": config["features"]["device"],
+    "weights": config["features"]["weights"],
+    "settings": {
+        name: {k: v for k, v in block.items() if k in EXTRACTORS[name].RUNTIME_KEYS}
+        for name, block in config["features"]["settings"].items() if name in EXTRACTORS
+    },
+}, sort_keys=True))
 
 
 def shard_digest(wildcards):
@@ -109,10 +197,6 @@ def record_plan():
             "report": list(rules.report_build.output) if train_outputs() else [],
         },
     )
-
-
-onstart:
-    record_plan()
 
 
 localrules:

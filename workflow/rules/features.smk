@@ -23,7 +23,8 @@ rule features_shard:
     shell:
         "{EVOKE} features shard --extractor {wildcards.extractor} --shard {wildcards.shard}"
         " --dataset {DATASET} --frames {input.frames:q} --probe {input.probe:q}"
-        " --settings {params.settings} --out {output.h5:q} --status {output.status:q}"
+        " --settings {params.settings} --runtime {FEATURES_RUNTIME}"
+        " --out {output.h5:q} --status {output.status:q}"
         " > {log:q} 2>&1"
 
 
@@ -38,11 +39,14 @@ use rule features_shard as features_shard_gpu with:
 
 rule features_merge:
     input:
-        expand(
+        status=expand(
             f"{D}/features/{{extractor}}/{{shard}}.status.parquet",
             extractor=EXTRACTOR_NAMES,
             shard=sorted(SHARDS),
         ),
+        # the earlier stages' failures first, so results/{dataset}/failures.parquet is
+        # complete under the features target (see frames_merge)
+        upstream=rules.frames_merge.output.failures,
     output:
         index=f"{D}/features/index.parquet",
         failures=f"{D}/features/failures.parquet",
@@ -51,9 +55,11 @@ rule features_merge:
     benchmark:
         f"{D}/benchmarks/features/merge.tsv"
     shell:
-        "{EVOKE} features merge {input:q} --dataset {DATASET} --out {output.index:q} > {log:q} 2>&1"
+        "{EVOKE} features merge {input.status:q} --dataset {DATASET} --out {output.index:q} > {log:q} 2>&1"
 
 
 rule features:
     input:
         rules.features_merge.output,
+        # the per-shard files too: after an interrupted --forcerun, a missing one is rebuilt
+        expand(f"{D}/features/{{extractor}}/{{shard}}.h5", extractor=EXTRACTOR_NAMES, shard=sorted(SHARDS)),

@@ -22,7 +22,10 @@ rule frames_shard:
 
 rule frames_merge:
     input:
-        shard_files(f"{D}/frames/{{shard}}.status.parquet"),
+        status=shard_files(f"{D}/frames/{{shard}}.status.parquet"),
+        # the ingest stage's failures first: results/{dataset}/failures.parquet, rebuilt
+        # here, is then complete under the frames target too
+        upstream=rules.ingest_merge.output.failures,
     output:
         index=f"{D}/frames/index.parquet",
         failures=f"{D}/frames/failures.parquet",
@@ -31,7 +34,7 @@ rule frames_merge:
     benchmark:
         f"{D}/benchmarks/frames/merge.tsv"
     shell:
-        "{EVOKE} frames merge {input:q} --dataset {DATASET} --out {output.index:q} > {log:q} 2>&1"
+        "{EVOKE} frames merge {input.status:q} --dataset {DATASET} --out {output.index:q} > {log:q} 2>&1"
 
 
 rule frames:

@@ -1,3 +1,20 @@
+from evoke.ingest import CONTENT_KEYS
+
+# Download-only settings (retries, rate limit, cookies, timeouts, size limit, link or
+# copy) reach the job through this global, not params: Snakemake reruns a rule when its
+# params change, and rerunning ingest would rerun frames and features after it. Only
+# CONTENT_KEYS, which change what ingest writes, are params.
+INGEST_CONTENT = shlex.quote(
+    json.dumps({k: config["ingest"][k] for k in CONTENT_KEYS}, sort_keys=True)
+)
+INGEST_DOWNLOAD = shlex.quote(
+    json.dumps(
+        {k: v for k, v in config["ingest"].items() if k not in CONTENT_KEYS},
+        sort_keys=True,
+    )
+)
+
+
 rule ingest_shard:
     output:
         probe=f"{D}/ingest/shards/{{shard}}.parquet",
@@ -13,11 +30,12 @@ rule ingest_shard:
         manifest=config["manifest"],
         shard_size=config["shard_size"],
         rows=shard_digest,
-        settings=settings("ingest"),
+        settings=INGEST_CONTENT,
     shell:
         "{EVOKE} ingest shard --shard {wildcards.shard} --manifest {params.manifest:q}"
         " --dataset {DATASET} --shard-size {params.shard_size}"
-        " --settings {params.settings} --out {output.probe:q} > {log:q} 2>&1"
+        " --settings {params.settings} --download-settings {INGEST_DOWNLOAD}"
+        " --out {output.probe:q} > {log:q} 2>&1"
 
 
 rule ingest_merge:

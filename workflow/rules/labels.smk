@@ -14,6 +14,8 @@
 #   labels/danmaku_seconds.parquet           the 1 Hz frames with their window's distribution
 #   labels/failures.parquet                  danmaku files that could not be parsed
 # A builder whose annotation file is set to null in the config is left out of `labels`.
+# Pre-built tables (labels.tables, e.g. from `evoke import`): rule labels_table checks each
+# against its schema and puts it at labels/{name}.parquet instead of its builder's output.
 # Table columns: the docstrings of evoke.labels.* and evoke.danmaku.*.
 
 import shlex
@@ -27,6 +29,31 @@ EEV_CSV = LABELS.file("eev", "csv", "eev.csv")
 VIEWER_RATINGS = LABELS.files("viewers", "ratings", ["viewer_valence.csv"])
 VIEWER_SUBTITLES = LABELS.files("viewers", "subtitles", [])
 DANMAKU_CORPUS = LABELS.file("danmaku", "corpus", "danmaku_corpus.csv")
+LABEL_TABLES = dict(LABELS.block.get("tables") or {})
+
+
+rule labels_table:
+    input:
+        lambda w: LABEL_TABLES[w.table],
+    output:
+        f"{D}/labels/{{table}}.parquet",
+    log:
+        f"{D}/logs/labels/table_{{table}}.log",
+    benchmark:
+        f"{D}/benchmarks/labels/table_{{table}}.tsv"
+    wildcard_constraints:
+        table=one_of(sorted(LABEL_TABLES)),
+    shell:
+        "{EVOKE} tables check {wildcards.table} {input:q} --out {output:q} > {log:q} 2>&1"
+
+
+# a table given in labels.tables wins over the builder that would write it
+ruleorder: labels_table > labels_vce
+ruleorder: labels_table > labels_v2v_votes
+ruleorder: labels_table > labels_v2v_lists
+ruleorder: labels_table > labels_eev
+ruleorder: labels_table > labels_viewers
+ruleorder: labels_table > danmaku_windows
 
 
 rule labels_vce:
@@ -77,7 +104,7 @@ rule labels_v2v_votes:
 
 rule labels_v2v_lists:
     input:
-        pairs=rules.labels_v2v_votes.output[0],
+        pairs=str(rules.labels_v2v_votes.output[0]),  # a plain path: labels.tables may provide it
     output:
         f"{D}/labels/v2v_lists.parquet",
     log:
@@ -96,8 +123,8 @@ rule labels_v2v_lists:
 
 rule labels_v2v_sample:
     input:
-        labels=rules.labels_vce.output[0],
-        exclude=rules.labels_v2v_votes.output[0] if V2V_VOTES else [],
+        labels=str(rules.labels_vce.output[0]),  # plain paths: labels.tables may provide them
+        exclude=str(rules.labels_v2v_votes.output[0]) if V2V_VOTES else [],
         videos=config["manifest"],
     output:
         f"{D}/labels/v2v_sample.parquet",
@@ -262,10 +289,14 @@ if V2V_VOTES:
     LABEL_TARGETS.extend(rules.labels_v2v_lists.output)
 if EEV_CSV:
     LABEL_TARGETS.extend(rules.labels_eev.output)
-if VIEWER_RATINGS:
+# the viewers builder writes two tables in one job: a given viewer_valence table replaces it
+if VIEWER_RATINGS and "viewer_valence" not in LABEL_TABLES:
     LABEL_TARGETS.extend(rules.labels_viewers.output)
-if DANMAKU_CORPUS:
+if DANMAKU_CORPUS and "danmaku_seconds" not in LABEL_TABLES:  # the same: two tables in one job
     LABEL_TARGETS.extend(rules.danmaku_windows.output)
+# plain paths, not rules.X.output (which would tie each to its builder and bypass the ruleorder)
+LABEL_TARGETS = list(dict.fromkeys([str(p) for p in LABEL_TARGETS]
+                                   + [f"{D}/labels/{name}.parquet" for name in sorted(LABEL_TABLES)]))
 
 
 rule labels:
@@ -275,3 +306,4 @@ rule labels:
 
 localrules:
     labels,
+    labels_table,

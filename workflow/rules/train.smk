@@ -1,8 +1,10 @@
 # Stage 5, train: one job per (task, head, feature set) from the config's train block.
 #   results/{dataset}/train/{task}/{head}/{featureset}/metrics.json, predictions.parquet,
-#   checkpoint/ (full heads). A feature set's folder is its extractors sorted and joined
-#   by "+" (colour+motion); tasks that read no features (v2v_from_emotions) use "labels".
+#   model/ (the saved head and its model.json card, for evoke predict), checkpoint/ (full
+#   heads). A feature set's folder is its extractors sorted and joined by "+"
+#   (colour+motion); tasks that read no features (v2v_from_emotions) use "labels".
 from evoke.heads.data import DEFAULT_MEMORY_MB
+from evoke.predict.model import INGEST_KEYS
 from evoke.tasks import TASKS, featureset_name_of
 
 TRAIN = config.get("train", {})
@@ -69,6 +71,7 @@ rule train_head:
     output:
         metrics=f"{D}/train/{{task}}/{{head}}/{{featureset}}/metrics.json",
         predictions=f"{D}/train/{{task}}/{{head}}/{{featureset}}/predictions.parquet",
+        model=f"{D}/train/{{task}}/{{head}}/{{featureset}}/model/model.json",
     log:
         f"{D}/logs/train/{{task}}/{{head}}/{{featureset}}.log",
     benchmark:
@@ -80,12 +83,15 @@ rule train_head:
         runtime=240,
     params:
         settings=train_settings,
+        # what ingest settings change in a video's media, for the model card (evoke predict)
+        ingest=shlex.quote(json.dumps({k: config["ingest"][k] for k in INGEST_KEYS})),
         features=lambda w: "" if w.featureset == "labels" else w.featureset,
         out=lambda w: f"{D}/train/{w.task}/{w.head}/{w.featureset}",
     shell:
         "{EVOKE} train --task {wildcards.task} --head {wildcards.head}"
         " --features '{params.features}' --dataset {DATASET} --out {params.out:q}"
-        " --settings {params.settings} --threads {threads} > {log:q} 2>&1"
+        " --settings {params.settings} --ingest-settings {params.ingest}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule train:

@@ -23,8 +23,8 @@ import polars as pl
 
 from evoke.danmaku import EMOTIONS
 from evoke.danmaku.parse import DanmakuError, DanmakuParseConfig
-from evoke.labels.common import Dropped, VideoIndex, load_table, parse_list
-from evoke.store import dataset_dir, merge_failures, write_parquet
+from evoke.labels.common import Dropped, LabelError, VideoIndex, load_table, parse_list
+from evoke.store import FAILURE_SCHEMA, dataset_dir, merge_failures, write_parquet
 
 log = logging.getLogger("evoke.danmaku")
 
@@ -59,9 +59,23 @@ def cmd_parse(args) -> int:
             raise DanmakuError("give one or more danmaku files, or --probe")
         if args.video_id and len(args.files) > 1:
             raise DanmakuError("--video-id names one file's video; give one file")
-        frames = [parse_and_clean(f, args.video_id, config, args.duration, args.format, args.encoding, dropped)
-                  for f in args.files]
+        frames, failed = [], []
+        for f in args.files:
+            try:
+                frames.append(parse_and_clean(f, args.video_id, config, args.duration, args.format,
+                                              args.encoding, dropped))
+            except LabelError as exc:
+                if len(args.files) == 1:
+                    raise
+                log.error("%s", exc)  # one file's problem: the others go on
+                failed.append({"video_id": f.stem, "stage": "labels", "shard": None, "error": f"danmaku: {exc}"})
+        if not frames:
+            raise DanmakuError(f"none of the {len(args.files)} danmaku files could be parsed")
         comments = pl.concat(frames)
+        if args.failures:
+            write_parquet(pl.DataFrame(failed, schema=FAILURE_SCHEMA), args.failures)
+        if failed:
+            log.warning("danmaku: %d of %d files could not be parsed", len(failed), len(args.files))
     dropped.check(args.strict, args.probe or ", ".join(map(str, args.files)))
     write_parquet(comments, args.out)
     log.info("danmaku: %d comments of %d videos -> %s", comments.height, comments["video_id"].n_unique(), args.out)
@@ -168,7 +182,9 @@ def register(sub) -> None:
     p.add_argument("--probe", type=Path, help="the ingest stage's probe.parquet: parse every video's danmaku file")
     p.add_argument("--dataset", help="with --probe: danmaku paths are relative to results/{dataset}")
     p.add_argument("--results", type=Path, default=Path("results"), help="results root (default results)")
-    p.add_argument("--failures", type=Path, help="with --probe: failures table (default results/{dataset}/labels/)")
+    p.add_argument("--failures", type=Path,
+                   help="failures table: with --probe default results/{dataset}/labels/failures.parquet; "
+                   "with several files, the files that could not be parsed (the others go on)")
     p.add_argument("--out", type=Path, required=True, help="comments table (.parquet)")
     p.add_argument("--video-id", help="video id of a single file (default: its stem)")
     p.add_argument("--duration", type=float, help="video duration, s: later comments are dropped")

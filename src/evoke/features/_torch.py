@@ -6,8 +6,9 @@ Imported lazily by the extractor modules (inside ``load``/``extract``), so
 * :func:`torch_device`: the extractor's ``device`` string as a ``torch.device``;
 * :func:`inference`: ``torch.inference_mode`` plus the numerics policy: on CUDA,
   fp32 convolutions run in IEEE fp32 (torch's default there is TF32, which
-  would break "same numbers on CPU and GPU"), or in fp16 autocast when the
-  extractor's ``amp`` setting asks for it; on the CPU ``amp`` is ignored;
+  would break "same numbers on CPU and GPU"), or in autocast when the
+  extractor's ``amp`` setting asks for it (:func:`amp_dtype`); on the CPU
+  ``amp`` is ignored;
   :func:`preprocessing`: its thread-local part, for preprocessing in the frame
   prefetch thread;
 * :func:`frames_to_tensor` (uint8 to the device), :func:`resize_short_side`, :func:`resize_exact`,
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evoke.features.base import FeatureError
+from evoke.features.base import FeatureError, check_amp
 
 log = logging.getLogger(__name__)
 
@@ -67,24 +68,49 @@ def _ieee_fp32_convolutions() -> Iterator[None]:
             torch.backends.cudnn.allow_tf32 = old
 
 
+def amp_dtype(device: torch.device, amp) -> torch.dtype | None:
+    """The autocast dtype of an extractor's ``amp`` setting on ``device``; None: fp32.
+
+    The CPU always computes in fp32. On CUDA: ``off``/false: fp32 (IEEE, TF32 off);
+    ``fp16``/true: float16; ``bf16``: bfloat16 (an error where the GPU has none);
+    ``auto`` (the default): float16. ``auto`` is float16 rather than bfloat16 because
+    float16 keeps these networks' features closer to fp32: measured against a float64
+    forward on the CPU (``tests/features/test_cpu_gpu.py``'s inputs), autocast to
+    float16 is 4.4e-3 (EfficientNet-Lite0), 5.5e-3 (Inception-v3), 3.5e-3 (I3D) and
+    8.7e-4 (VGGish) in relative L2 per step, bfloat16 3.2e-2, 1.3e-2, 1.1e-2 and
+    7.0e-3, and no activation of these inference networks comes near float16's
+    range limit (65504).
+    """
+    check_amp(amp)
+    if device.type != "cuda" or amp is False or amp == "off":
+        return None
+    if amp == "bf16":
+        if not torch.cuda.is_bf16_supported():
+            raise FeatureError(f"amp: bf16 asked for, but {torch.cuda.get_device_name(device)} has no bfloat16")
+        return torch.bfloat16
+    return torch.float16
+
+
 @contextlib.contextmanager
-def preprocessing(device: torch.device, amp: bool = False) -> Iterator[None]:
-    """The thread-local part of :func:`inference` (inference mode; fp16 autocast on CUDA
-    with ``amp``): what preprocessing runs under, in any thread. The fp32 convolution
-    setting is process-wide, so only the model's thread (:func:`inference`) sets it."""
+def preprocessing(device: torch.device, amp="off") -> Iterator[None]:
+    """The thread-local part of :func:`inference` (inference mode; autocast on CUDA as
+    ``amp`` says, :func:`amp_dtype`): what preprocessing runs under, in any thread. The
+    fp32 convolution setting is process-wide, so only the model's thread
+    (:func:`inference`) sets it."""
+    dtype = amp_dtype(device, amp)
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.inference_mode())
-        if device.type == "cuda" and amp:
-            stack.enter_context(torch.autocast("cuda", dtype=torch.float16))
+        if dtype is not None:
+            stack.enter_context(torch.autocast("cuda", dtype=dtype))
         yield
 
 
 @contextlib.contextmanager
-def inference(device: torch.device, amp: bool = False) -> Iterator[None]:
+def inference(device: torch.device, amp="off") -> Iterator[None]:
     """Inference mode with the numerics policy of the module docstring."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(preprocessing(device, amp))
-        if device.type == "cuda" and not amp:
+        if device.type == "cuda" and amp_dtype(device, amp) is None:
             stack.enter_context(_ieee_fp32_convolutions())
         yield
 

@@ -79,6 +79,17 @@ class ExtractorConfig:
             raise FeatureError(f"{cls.__name__}: {exc}") from exc
 
 
+AMP_CHOICES = ("auto", "fp16", "bf16", "off")
+
+
+def check_amp(value) -> None:
+    """Raise ValueError unless ``value`` is a torch extractor's ``amp`` setting: one of
+    :data:`AMP_CHOICES`, or a boolean (``true`` = fp16, ``false`` = off, the settings
+    before ``auto``). What each means: ``evoke.features._torch.amp_dtype``."""
+    if not isinstance(value, bool) and value not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)} (or true/false), not {value!r}")
+
+
 Prepare = Callable[[np.ndarray], Any]
 
 
@@ -329,6 +340,9 @@ class FeatureExtractor:
     description: ClassVar[str] = ""
     # True for extractors that run a torch model (they get a device: GPU when visible)
     uses_torch: ClassVar[bool] = False
+    # settings that change how fast, not what is computed: left out of the cache key
+    # (config_hash) and of the workflow's params, so changing them reruns nothing
+    RUNTIME_KEYS: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
     def __init__(self, config: ExtractorConfig | dict | None = None, device: str = "cpu",
                  weights_paths: dict[str, str] | None = None):
@@ -338,6 +352,7 @@ class FeatureExtractor:
         self.device = device
         self.weights_paths = dict(weights_paths or {})
         self._loaded = False
+        self._weights_identity: str | None = None
 
     # -- what it produces -------------------------------------------------
     @property
@@ -353,11 +368,23 @@ class FeatureExtractor:
         return []
 
     def weights_identity(self) -> str:
-        """Names and checksums of the weights in use (an HDF5 attribute, part of the cache key)."""
-        return ";".join(f"{w.name}:{w.sha256 or w.filename}" for w in self.weights()) or "none"
+        """Name and content sha256 of every weights file in use (an HDF5 attribute, part of
+        the cache key): a different checkpoint under the same name is a different identity.
+        Raises WeightsMissing when a file is not here."""
+        from evoke.weights import identity
+
+        if self._weights_identity is None:
+            self._weights_identity = identity(self.weights(), self.weights_paths)
+        return self._weights_identity
+
+    def numeric_config(self) -> dict:
+        """The settings that change the numbers: the config without :attr:`RUNTIME_KEYS`."""
+        return {k: v for k, v in self.config.to_dict().items() if k not in self.RUNTIME_KEYS}
 
     def config_hash(self) -> str:
-        return fingerprint(self.name, self.config.to_dict(), self.weights_identity())
+        """What the values depend on: the extractor, its numeric settings and its weights'
+        content (not ``batch_size``, the device or where the weights lie)."""
+        return fingerprint(self.name, self.numeric_config(), self.weights_identity())
 
     # -- running ----------------------------------------------------------
     def ensure_loaded(self) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import polars as pl
 
 from evoke import EvokeError
+from evoke.cli import _settings as _json_object
 from evoke.cli import add_settings_argument
 from evoke.config import load_config, validate_config
-from evoke.store import write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,22 @@ def features_settings(features_cfg: dict, name: str) -> dict:
         "config": features_cfg.get("settings", {}).get(name, {}),
         "device": features_cfg.get("device", "auto"),
         "weights": features_cfg.get("weights", {}),
+        "torch_threads": features_cfg.get("torch_threads"),
     }
+
+
+def with_runtime(settings: dict, runtime: dict | None, name: str) -> dict:
+    """``settings`` (what changes the numbers, the workflow's params) plus ``runtime`` (device,
+    weights paths and each extractor's runtime settings such as batch_size, which the
+    workflow passes outside its params so that changing them reruns nothing)."""
+    if not runtime:
+        return settings
+    out = dict(settings)
+    out["config"] = {**settings.get("config", {}), **runtime.get("settings", {}).get(name, {})}
+    for key in ("device", "weights"):
+        if key in runtime:
+            out[key] = runtime[key]
+    return out
 
 
 def validate_features_config(features_cfg: dict) -> None:
@@ -99,9 +114,10 @@ def cmd_shard(args) -> int:
     started = time.monotonic()
     settings = args.settings if args.settings is not None else features_settings(
         load_config(args.config)["features"], args.extractor)
+    settings = with_runtime(settings, args.runtime, args.extractor)
+    # the status table is written by the stage, before it removes the per-video parts
     status = features_shard(args.extractor, settings, args.frames, pl.read_parquet(args.probe),
-                            Path("results") / args.dataset, args.shard, args.out)
-    write_parquet(status, args.status)
+                   Path("results") / args.dataset, args.shard, args.out, status_out=args.status)
     log_shard_summary(f"features {args.extractor}", args.shard, status, started)
     return 0
 
@@ -166,6 +182,9 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="the shard's features file (.h5)")
     p.add_argument("--status", type=Path, required=True, help="the shard's status table (.parquet)")
     add_settings_argument(p, "extractor (config, device, weights)")
+    p.add_argument("--runtime", type=_json_object, default=None,
+                   help="JSON object: device, weights and per-extractor settings that change no "
+                        "number (batch_size); overrides --settings")
     p.set_defaults(func=cmd_shard)
     from evoke.cli_stages import add_merge_parser
 

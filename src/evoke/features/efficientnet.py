@@ -50,6 +50,7 @@ from evoke.features.base import (
     ExtractorConfig,
     FeatureError,
     FeatureExtractor,
+    check_amp,
     register_extractor,
 )
 from evoke.weights import WeightSpec, resolve
@@ -80,13 +81,14 @@ VARIANTS = ("lite0", *TORCHVISION_VARIANTS)
 @dataclass(frozen=True)
 class EfficientNetConfig(ExtractorConfig):
     """``variant``: lite0 (offline default) or b0..b7 (torchvision); ``batch_size``:
-    frames per forward pass; ``amp``: fp16 autocast on CUDA (ignored on the CPU)."""
+    frames per forward pass; ``amp``: autocast on CUDA: auto (fp16) | fp16 | bf16 | off (ignored on the CPU; ``_torch.amp_dtype``)."""
 
     variant: str = "lite0"
     batch_size: int = 32
-    amp: bool = False
+    amp: bool | str = "auto"
 
     def __post_init__(self):
+        check_amp(self.amp)
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}")
         if int(self.batch_size) < 1:

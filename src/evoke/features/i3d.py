@@ -60,6 +60,7 @@ from evoke.features.base import (
     FeatureExtractor,
     FeatureResult,
     VideoInput,
+    check_amp,
     register_extractor,
 )
 from evoke.weights import WeightSpec, resolve
@@ -78,16 +79,17 @@ REORDER_DEPTH = 4  # decoders may hand out a few frames ahead of an earlier-pres
 class I3DConfig(ExtractorConfig):
     """``fps``: decoding rate; ``clip_len``/``stride``: clip length and hop in frames;
     ``batch_clips``: clips per forward pass; ``aggregate``: per_second | video (module
-    docstring); ``amp``: fp16 autocast on CUDA (ignored on the CPU)."""
+    docstring); ``amp``: autocast on CUDA: auto (fp16) | fp16 | bf16 | off (ignored on the CPU; ``_torch.amp_dtype``)."""
 
     fps: float = 25.0
     clip_len: int = 16
     stride: int = 8
     batch_clips: int = 8
     aggregate: str = "per_second"
-    amp: bool = False
+    amp: bool | str = "auto"
 
     def __post_init__(self):
+        check_amp(self.amp)
         if self.aggregate not in ("per_second", "video"):
             raise ValueError(f"aggregate must be per_second or video, not {self.aggregate!r}")
         if not self.fps > 0:

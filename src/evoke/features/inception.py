@@ -60,6 +60,7 @@ from evoke.features.base import (
     ExtractorConfig,
     FeatureError,
     FeatureExtractor,
+    check_amp,
     register_extractor,
 )
 from evoke.weights import WeightSpec, resolve
@@ -74,15 +75,16 @@ YT8M_WHITEN_EPS = 1e-4
 class InceptionV3Config(ExtractorConfig):
     """``batch_size``: frames per forward pass; ``resize``: squash | center_crop (module
     docstring); ``pca``: optional ``.npz`` with ``mean`` (2048,), ``components`` (k, 2048)
-    and optionally ``eigenvals`` (k,) (whitening) and ``eps``; ``amp``: fp16 autocast on
-    CUDA (ignored on the CPU)."""
+    and optionally ``eigenvals`` (k,) (whitening) and ``eps``;
+    ``amp``: autocast on CUDA: auto (fp16) | fp16 | bf16 | off (ignored on the CPU; ``_torch.amp_dtype``)."""
 
     batch_size: int = 32
     resize: str = "squash"
     pca: str | None = None
-    amp: bool = False
+    amp: bool | str = "auto"
 
     def __post_init__(self):
+        check_amp(self.amp)
         if self.resize not in ("squash", "center_crop"):
             raise ValueError(f"resize must be squash or center_crop, not {self.resize!r}")
         if int(self.batch_size) < 1:

@@ -13,6 +13,14 @@ frame) and ``face_probability`` (T, 2) float32, zeros where ``mask`` is False
 :func:`evoke.store.run_shard`; missing weights stop the job before any video
 with one message (they are the run's premise, not one video's problem).
 
+Torch extractors run with a fixed number of intra-op CPU threads
+(``torch_threads`` of the job's settings, default :data:`TORCH_THREADS`),
+whatever the job's ``--cores``: a CPU convolution's last bits depend on how its
+sums are split between threads, so a resumed shard with another thread count
+would mix values in one store. The count is in the group's attributes
+(``torch_threads``) and in each part's fingerprint: parts made with another
+count are redone, never mixed.
+
 Frames extractors read their batches through a
 :class:`~evoke.features.base.FramePrefetcher`: a background thread reads (HDF5,
 LZF) and prepares (``prepare_frames``: resize, crop, normalise for the CNNs)
@@ -50,6 +58,10 @@ log = logging.getLogger(__name__)
 # batches a frames extractor's prefetch thread may read ahead (0: read in line)
 PREFETCH_BATCHES = 2
 
+# intra-op CPU threads of torch extractors when the settings name none (the
+# workflow passes features.torch_threads)
+TORCH_THREADS = 2
+
 STATUS_SCHEMA = {
     "video_id": pl.String,
     "shard": pl.String,
@@ -85,6 +97,25 @@ def _per_step_dataset(g: h5py.Group, name: str, arr: np.ndarray) -> None:
     """A (T, ...) dataset, gzip level 4, in chunks of up to 256 steps."""
     g.create_dataset(name, data=arr, compression="gzip", compression_opts=4,
                      chunks=(min(256, max(1, arr.shape[0])), *arr.shape[1:]))
+
+
+def part_size_bound(extractor: FeatureExtractor, n_steps: int) -> int:
+    """Bytes a video's features part takes at most: values, mask and timestamps
+    uncompressed (extras are small beside them), plus 1 MiB."""
+    return n_steps * (4 * extractor.dim + 16) + (1 << 20)
+
+
+def pin_torch_threads(extractor: FeatureExtractor, settings: dict) -> int | None:
+    """Fix torch's intra-op CPU threads for a torch extractor; the count (None for others)."""
+    if not extractor.uses_torch:
+        return None
+    import torch
+
+    n = int(settings.get("torch_threads") or TORCH_THREADS)
+    if n < 1:
+        raise EvokeError(f"features.torch_threads must be >= 1, not {n}")
+    torch.set_num_threads(n)
+    return n
 
 
 def write_features(dest: Path, group: str, result: FeatureResult, timestamps: np.ndarray,
@@ -129,23 +160,32 @@ def run_extractor(extractor: FeatureExtractor, video: VideoInput) -> FeatureResu
 
 def features_shard(name: str, settings: dict, frames_path: Path, probe_rows: pl.DataFrame,
                    dataset_dir: Path, shard: str, out: Path,
-                   prefetch_batches: int = PREFETCH_BATCHES) -> pl.DataFrame:
+                   prefetch_batches: int = PREFETCH_BATCHES, status_out: Path | None = None) -> pl.DataFrame:
     """Run extractor ``name`` over every video of a shard that has frames.
 
     ``settings``: ``config`` (the extractor's block), ``device`` (auto/cpu/cuda),
-    ``weights`` (explicit weight paths). ``prefetch_batches``: how many frame
-    batches a frames extractor's reader thread may read ahead (0: no thread).
-    Returns one ``STATUS_SCHEMA`` row per video.
+    ``weights`` (explicit weight paths), ``torch_threads`` (see the module
+    docstring) and, from the workflow, ``weights_identity`` (what the run was
+    planned with: a weights file that changed since is an error).
+    ``prefetch_batches``: how many frame batches a frames extractor's reader
+    thread may read ahead (0: no thread). Returns one ``STATUS_SCHEMA`` row per
+    video, also written to ``status_out`` when given (before the parts are removed).
     """
     dataset_dir = Path(dataset_dir)
     extractor = create_extractor(name, settings.get("config"), device=job_device(name, settings),
                                  weights_paths=settings.get("weights"))
     extractor.ensure_loaded()  # missing weights stop here, before any video
+    planned = settings.get("weights_identity")
+    if planned is not None and planned != extractor.weights_identity():
+        raise EvokeError(f"{name}: the weights changed since the workflow was planned ({planned} -> "
+                         f"{extractor.weights_identity()}); run again")
+    threads = pin_torch_threads(extractor, settings)
     with h5py.File(frames_path, "r") as frames, contextlib.ExitStack() as stack:
         rows = [r for r in probe_rows.filter(pl.col("status") == "ok").to_dicts() if r["video_id"] in frames]
         items = [
             (r["video_id"],
-             fingerprint(extractor.config_hash(), r["fingerprint"], frames[r["video_id"]].attrs["config_hash"]),
+             fingerprint(extractor.config_hash(), r["fingerprint"], frames[r["video_id"]].attrs["config_hash"],
+                         threads),
              r)
             for r in rows
         ]
@@ -158,17 +198,24 @@ def features_shard(name: str, settings: dict, frames_path: Path, probe_rows: pl.
             video = video_input(frames, row, dataset_dir, prefetch)
             result = run_extractor(extractor, video)
             return write_features(part, row["video_id"], result, video.timestamps_s, extractor, fp,
-                                  frames_config_hash=frames[row["video_id"]].attrs["config_hash"])
+                                  frames_config_hash=frames[row["video_id"]].attrs["config_hash"],
+                                  torch_threads=threads)
+
+        def table(status: list[dict]) -> pl.DataFrame:
+            for r in status:
+                r |= {"shard": shard, "extractor": name}
+                if r["status"] == "ok":
+                    r |= {"h5_path": f"features/{name}/{shard}.h5", "h5_group": r["video_id"]}
+            return pl.DataFrame(status, schema=STATUS_SCHEMA)
 
         status = run_shard(
             items, dataset_dir / "features" / name / "parts" / shard, out, work,
             root_attrs={"stage": "features", "extractor": name, "shard": shard,
                         "config_hash": extractor.config_hash(), "weights": extractor.weights_identity(),
+                        "torch_threads": threads,
                         "dim_names": dim_names_attr(extractor)},
             desc=f"{name} {shard}", errors=(EvokeError, OSError),
+            status_out=status_out, status_table=table,
+            part_bytes=lambda row: part_size_bound(extractor, frames[row["video_id"]]["timestamps_s"].shape[0]),
         )
-    for r in status:
-        r |= {"shard": shard, "extractor": name}
-        if r["status"] == "ok":
-            r |= {"h5_path": f"features/{name}/{shard}.h5", "h5_group": r["video_id"]}
-    return pl.DataFrame(status, schema=STATUS_SCHEMA)
+    return table(status)

@@ -56,6 +56,7 @@ from evoke.features.base import (
     FeatureExtractor,
     FeatureResult,
     VideoInput,
+    check_amp,
     register_extractor,
 )
 from evoke.weights import WeightSpec, resolve
@@ -91,6 +92,7 @@ class VGGishConfig(ExtractorConfig):
     the TensorFlow environment; ``tfhub_model``: TF-Hub handle or a local
     SavedModel directory; ``tfhub_script``: path of ``vggish_tfhub.py`` (empty:
     ``scripts/vggish_tfhub.py`` of this checkout); ``tfhub_timeout_s``: per video.
+    ``amp``: autocast on CUDA: auto (fp16) | fp16 | bf16 | off (ignored on the CPU; ``_torch.amp_dtype``) (torch backend).
     """
 
     backend: str = "torch"
@@ -101,8 +103,10 @@ class VGGishConfig(ExtractorConfig):
     tfhub_model: str = "https://tfhub.dev/google/vggish/1"
     tfhub_script: str = ""
     tfhub_timeout_s: float = 3600.0
+    amp: bool | str = "auto"
 
     def __post_init__(self):
+        check_amp(self.amp)
         if self.backend not in ("torch", "tfhub"):
             raise ValueError(f"backend must be 'torch' or 'tfhub', not {self.backend!r}")
         if self.batch_size < 1:
@@ -250,7 +254,7 @@ class VGGish(FeatureExtractor):
 
         self.ensure_loaded()
         out = np.zeros((len(examples), EMBEDDING_SIZE), dtype=np.float32)
-        with inference(self._dev):  # IEEE fp32 on CUDA: the CPU's numbers
+        with inference(self._dev, self.config.amp):
             for i in range(0, len(examples), self.config.batch_size):
                 x = torch.as_tensor(np.asarray(examples[i:i + self.config.batch_size], dtype=np.float32),
                                     device=self._dev)

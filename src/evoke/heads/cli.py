@@ -1,11 +1,13 @@
-"""CLI: ``evoke train ...`` (one task x head x feature set) and ``evoke report ...``."""
+"""CLI: ``evoke train ...`` (one task x head x feature set; writes the run and its saved
+``model/``) and ``evoke report ...``."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from evoke.cli import add_settings_argument
+from evoke import EvokeError
+from evoke.cli import _settings, add_settings_argument
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +17,11 @@ def _extractors(text: str) -> list[str]:
 
 
 def cmd_train(args) -> int:
+    if args.action == "describe":
+        return cmd_describe(args)
+    missing = [o for o, v in (("--dataset", args.dataset), ("--out", args.out)) if not v]
+    if missing:
+        raise EvokeError(f"evoke train: {' and '.join(missing)} required (only `evoke train describe` goes without)")
     import torch
 
     from evoke.tasks import run_task
@@ -25,10 +32,38 @@ def cmd_train(args) -> int:
         settings["seed"] = args.seed
     labels = dict(kv.split("=", 1) for kv in args.labels or [])
     dataset_dir = args.dataset_dir or Path("results") / args.dataset
-    record = run_task(args.task, args.head, _extractors(args.features), dataset_dir, args.out, settings, labels)
+    record = run_task(args.task, args.head, _extractors(args.features), dataset_dir, args.out, settings, labels,
+                      ingest_settings=args.ingest_settings)
     test = record["metrics"].get("test", {})
     log.info("%s/%s/%s: test %s", record["task"], record["head"], record["feature_set"],
              {k: v for k, v in test.items() if not isinstance(v, dict)})
+    return 0
+
+
+def describe_settings(args) -> tuple[dict, dict]:
+    """(``train.full``, ``features.settings``) for ``describe``: ``--settings`` (the train block, as
+    the workflow passes it) or the config file's, which also gives the extractors' settings."""
+    import yaml
+
+    config = {}
+    if args.config and Path(args.config).is_file():
+        config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+    train = dict(args.settings) if args.settings is not None else dict(config.get("train") or {})
+    return dict(train.get("full") or {}), dict((config.get("features") or {}).get("settings") or {})
+
+
+def cmd_describe(args) -> int:
+    """``evoke train describe``: the full head's network and training set-up, dims from the registry."""
+    import json
+
+    from evoke.features import create_extractor
+    from evoke.heads.full import describe_full, format_description
+
+    extractors = _extractors(args.features)
+    full, feature_settings = describe_settings(args)
+    dims = {e: create_extractor(e, feature_settings.get(e)).dim for e in extractors}
+    d = describe_full(args.task, args.head, dims, full, n_branches=args.branches)
+    print(json.dumps(d, indent=2) if args.json else format_description(d))
     return 0
 
 
@@ -43,24 +78,35 @@ def cmd_report(args) -> int:
 
 # the registered tasks (evoke.tasks.TASKS), named here so that building the parser
 # does not import torch; run_task rejects any other name with the known ones
-TASK_NAMES = ("danmaku_ldl", "eev", "v2v", "v2v_from_emotions", "vce", "viewer_valence")
+TASK_NAMES = ("danmaku_ldl", "eev", "liris_accede", "v2v", "v2v_from_emotions", "vce", "viewer_valence")
 
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train one head of one task on one feature set",
-                       description="Writes predictions.parquet, metrics.json and (full heads) checkpoint/ to --out.")
+                       description="Writes predictions.parquet, metrics.json, model/ (the saved head and its "
+                                   "card, for evoke predict) and (full heads) checkpoint/ to --out. "
+                       "`evoke train describe --task T --head full --features A,B [--json]` prints the full "
+                       "head's network and training set-up instead (dims from the extractor registry, "
+                       "settings from --settings or the config's train.full).")
+    p.add_argument("action", nargs="?", choices=["describe"],
+                   help="describe: print the network and training set-up; train nothing")
     p.add_argument("--task", required=True, choices=TASK_NAMES, help="the task (its labels, loss and metrics)")
     p.add_argument("--head", required=True, choices=["lightgbm", "linear", "full", "full_multitask"],
                    help="the model: pooled-feature LightGBM or linear, or the full PyTorch head")
     p.add_argument("--features", default="", help="extractor names, comma- or +-separated (e.g. colour,motion)")
-    p.add_argument("--dataset", required=True, help="dataset name (labels and features in results/{dataset})")
+    p.add_argument("--dataset", help="required to train")
     p.add_argument("--dataset-dir", type=Path, help="default: results/{dataset}")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=Path, help="required to train")
+    p.add_argument("--json", action="store_true", help="describe: print JSON")
+    p.add_argument("--branches", type=int, help="describe, full_multitask: viewers + 1 (default 2)")
     p.add_argument("--labels", action="append", metavar="KEY=PATH",
                    help="use this label table instead of the default (e.g. danmaku=labels/x.parquet)")
     p.add_argument("--seed", type=int, help="random seed (default: the settings' seed, 0)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for LightGBM and torch (default 1)")
     add_settings_argument(p, "train (seed, val_fraction, feature_memory_mb, full, lightgbm, linear)")
+    p.add_argument("--ingest-settings", type=_settings, default=None,
+                   help="JSON object of the dataset's ingest settings, recorded in model/model.json so that "
+                        "evoke predict ingests new videos the same way")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="collect every trained head's metrics into metrics.json, report.html/.md")

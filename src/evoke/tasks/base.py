@@ -36,7 +36,9 @@ from evoke import EvokeError
 from evoke.config import fingerprint
 from evoke.heads.data import DEFAULT_MEMORY_MB, FeatureSet, HeadDataError
 from evoke.heads.full import FullConfig, fit_full
-from evoke.heads.light import LIGHT_HEADS, fit_binary_columns, fit_distribution
+from evoke.heads.light import LIGHT_HEADS, fit_binary_columns_model, fit_distribution_model
+from evoke.predict.model import IDENTITY_KEYS, FullPart, HeadModel, LightPart, PredictError, feature_identity, \
+    frames_identity, full_head_kwargs, save_model
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +192,7 @@ class Task:
         self.val_fraction = float(self.settings.get("val_fraction", 0.2))
         full = dict(self.settings.get("full", {}))
         full.setdefault("seed", self.seed)
-        self.full_cfg = FullConfig.from_dict(full)
+        self.full_cfg = FullConfig.for_task(self.name, full)
         self.seq_len = self.full_cfg.seq_len
         self.lgbm_params = dict(self.settings.get("lightgbm", {}))
         self.linear_params = dict(self.settings.get("linear", {}))
@@ -225,26 +227,45 @@ class Task:
 
     def fit_predict(self, head: str, feats: FeatureSet | None, data: TaskData, out_dir: Path,
                     stop_after_epoch: int | None = None) -> tuple[dict[str, np.ndarray], dict]:
-        """Predictions (N, K) for the val and test units, and an info dict (history, notes)."""
+        """Predictions (N, K) for the val and test units, and an info dict (history, notes).
+
+        The fitted head is left in :attr:`fitted` (a :class:`~evoke.predict.model.HeadModel`,
+        what ``run_task`` saves under ``model/``); the predictions are that model's."""
         self.check_head(head)
         tr, targets = data.splits["train"], ["val", "test"]
         if head in LIGHT_HEADS:
             X = {s: feats.pooled_matrix(u.video_id, u.time_s, self.seq_len) for s, u in data.splits.items()}
             if self.kind == "distribution":
-                preds, info = fit_distribution(head, X["train"], tr.y, [X[s] for s in targets], self.seed,
-                                               self._params(head), val=(X["val"], data.splits["val"].y))
+                model, info = fit_distribution_model(head, X["train"], tr.y, self.seed, self._params(head),
+                                                     val=(X["val"], data.splits["val"].y))
             else:
-                preds, info = fit_binary_columns(head, X["train"], tr.y, tr.mask, [X[s] for s in targets],
-                                                 data.target_names, self.seed, self._params(head))
-            return dict(zip(targets, preds)), info
+                model, info = fit_binary_columns_model(head, X["train"], tr.y, tr.mask, data.target_names,
+                                                       self.seed, self._params(head))
+            self.fitted = self.head_model(head, feats, data.target_names, [(None, LightPart(model))])
+            return {s: model.predict(X[s]) for s in targets}, info
         if head == "full":
             self._check_classes(data)
-            preds, history, _ = fit_full(feats, tr.as_dict(), data.splits["val"].as_dict(),
-                                         [data.splits[s].as_dict() for s in targets], self.full_loss,
-                                         tr.y.shape[1], self.full_cfg, out_dir / "checkpoint",
-                                         stop_after_epoch=stop_after_epoch)
+            preds, history, net = fit_full(feats, tr.as_dict(), data.splits["val"].as_dict(),
+                                           [data.splits[s].as_dict() for s in targets], self.full_loss,
+                                           tr.y.shape[1], self.full_cfg, out_dir / "checkpoint",
+                                           stop_after_epoch=stop_after_epoch)
+            self.fitted = self.head_model(head, feats, data.target_names,
+                                          [(None, self.full_part(net, feats, self.full_loss, tr.y.shape[1]))])
             return dict(zip(targets, preds)), {"history": history}
         raise TaskError(f"task {self.name}: head {head!r} is not implemented")
+
+    # -------------------------------------------------------------- saved models
+
+    fitted: HeadModel | None = None
+
+    def head_model(self, head: str, feats: FeatureSet | None, classes: list[str], parts: list) -> HeadModel:
+        """The :class:`HeadModel` of a fit: ``parts`` (columns, part) on this task's units."""
+        return HeadModel(self.name, head, list(feats.extractors) if feats is not None else [], list(classes),
+                         self.seq_len, self.per_second, parts)
+
+    def full_part(self, net, feats: FeatureSet, loss: str, n_outputs: int, n_branches: int = 1) -> FullPart:
+        """A trained full-head network as a saved-model part (its constructor arguments recorded)."""
+        return FullPart(net, loss, full_head_kwargs(net, feats.dims, n_outputs, n_branches, self.full_cfg))
 
     def _check_classes(self, data: TaskData) -> None:
         if self.kind == "binary":
@@ -294,11 +315,15 @@ def predictions_frame(task: Task, data: TaskData, preds: dict[str, np.ndarray]) 
 
 def run_task(task_name: str, head: str, extractors: list[str], dataset_dir: str | Path, out_dir: str | Path,
              settings: dict | None = None, label_overrides: dict | None = None,
-             feats: FeatureSet | None = None, stop_after_epoch: int | None = None) -> dict:
+             feats: FeatureSet | None = None, stop_after_epoch: int | None = None,
+             ingest_settings: dict | None = None) -> dict:
     """Train one (task, head, feature set) and return its metrics record (also what it wrote).
 
     Writes to ``out_dir``: ``predictions.parquet`` (``video_id[, time_s], split,
-    pred_*``), ``metrics.json`` and, for full heads, ``checkpoint/{last,best}.pt``.
+    pred_*``), ``metrics.json``, ``model/`` (the saved head and its card,
+    :mod:`evoke.predict.model`; ``ingest_settings``, the workflow's ingest
+    block, go into the card for ``evoke predict`` on new videos) and, for full
+    heads, ``checkpoint/{last,best}.pt``.
     """
     from evoke.store import atomic_path, write_parquet
     import json
@@ -332,9 +357,30 @@ def run_task(task_name: str, head: str, extractors: list[str], dataset_dir: str 
     if preds:
         write_parquet(predictions_frame(task, data, {k: v for k, v in preds.items() if np.ndim(v) > 0}),
                       out_dir / "predictions.parquet")
+    if task.fitted is not None:
+        save_model(out_dir, task.fitted, model_card(task, record, data, dataset_dir, ingest_settings))
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
     return record
+
+
+def model_card(task: Task, record: dict, data: TaskData, dataset_dir: Path, ingest_settings: dict | None) -> dict:
+    """What ``model/model.json`` says beyond the head (:func:`evoke.predict.model.save_model`): the
+    features' and frames' identity, the ingest settings, the training run and its metrics."""
+    extractors, frames = {}, None
+    if task.uses_features:
+        try:
+            extractors = feature_identity(dataset_dir, record["features"])
+        except PredictError as exc:  # features handed in without a store (tests, benchmarks)
+            log.warning("the model card records no feature settings: %s", exc)
+            extractors = {e: dict.fromkeys(IDENTITY_KEYS) for e in record["features"]}
+        first = next((v for s in SPLITS for v in data.splits[s].video_id), None)
+        frames = frames_identity(dataset_dir, first) if first is not None else None
+    return {"description": task.description, "extractors": extractors, "feature_set": record["feature_set"],
+            "frames": frames, "ingest": ingest_settings,
+            "training": {"dataset": Path(dataset_dir).name, "config_hash": record["config_hash"],
+                         "settings": record["settings"], "n": record["n"], "seed": record["seed"]},
+            "metrics": record["metrics"], "baselines": record["baselines"]}
 
 
 def featureset_name(extractors: list[str]) -> str:

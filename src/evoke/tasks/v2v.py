@@ -24,9 +24,10 @@ import numpy as np
 import polars as pl
 
 from evoke.heads.full import fit_full_pairwise
-from evoke.heads.light import LIGHT_HEADS, fit_pairwise
+from evoke.heads.light import LIGHT_HEADS, fit_pairwise_model
 from evoke.metrics import listwise_accuracy, pairwise_accuracy, random_listwise_baseline, \
     random_pairwise_baseline
+from evoke.predict.model import LightPart
 from evoke.tasks.base import SPLITS, Task, TaskData, TaskError, Units, normalise_split, register_task
 
 
@@ -103,17 +104,19 @@ class V2vTask(Task):
             p_tr = self._pair_index(pairs["train"], tr.video_id)
             if len(p_tr) == 0:
                 raise TaskError("no training pair has features for both videos")
-            scores, info = fit_pairwise(head, X["train"], p_tr, [X["val"], X["test"]], self.seed,
-                                        self._params(head))
-            return {"val": scores[0], "test": scores[1]}, info
+            model, info = fit_pairwise_model(head, X["train"], p_tr, self.seed, self._params(head))
+            self.fitted = self.head_model(head, feats, data.target_names, [(None, LightPart(model))])
+            return {"val": model.predict(X["val"]), "test": model.predict(X["test"])}, info
         if head == "full":
             vids = list(dict.fromkeys(tr.video_id + va.video_id + te.video_id))
             p_tr, p_va = self._pair_index(pairs["train"], vids), self._pair_index(pairs["val"], vids)
             if len(p_tr) == 0 or len(p_va) == 0:
                 raise TaskError(f"full head needs training and validation pairs with features "
                                 f"(have {len(p_tr)} and {len(p_va)})")
-            scores, history, _ = fit_full_pairwise(feats, vids, p_tr, p_va, self.full_cfg, out_dir / "checkpoint",
-                                                   stop_after_epoch=stop_after_epoch)
+            scores, history, net = fit_full_pairwise(feats, vids, p_tr, p_va, self.full_cfg,
+                                                     out_dir / "checkpoint", stop_after_epoch=stop_after_epoch)
+            self.fitted = self.head_model(head, feats, data.target_names,
+                                          [(None, self.full_part(net, feats, "pairwise_bce", 1))])
             pos = {v: i for i, v in enumerate(vids)}
             return {s: scores[[pos[v] for v in data.splits[s].video_id]] for s in ("val", "test")}, \
                 {"history": history}

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from evoke.heads.light import fit_pairwise
+from evoke.heads.light import fit_pairwise, fit_pairwise_model
+from evoke.predict.model import LightPart
 from evoke.labels.common import VCE_EMOTIONS
 from evoke.tasks.base import SPLITS, TaskData, TaskError, register_task
 from evoke.tasks.v2v import V2vTask
@@ -59,8 +60,13 @@ class V2vFromEmotionsTask(V2vTask):
         p_tr = self._pair_index(data.extra["pairs"]["train"], tr.video_id)
         if len(p_tr) == 0:
             raise TaskError("no training pair has VCE labels for both videos")
-        scores, info = fit_pairwise("linear", X["train"], p_tr, [X["val"], X["test"]], self.seed,
-                                    self.linear_params, standardise=False)
+        model, info = fit_pairwise_model("linear", X["train"], p_tr, self.seed, self.linear_params,
+                                         standardise=False)
+        scores = [model.predict(X["val"]), model.predict(X["test"])]
+        # the model reads a video's VCE intensities (labels/vce.parquet), not its features
+        self.fitted = self.head_model(head, None, data.target_names, [(None, LightPart(model))])
+        self.fitted.inputs = {"kind": "vce_intensity", "table": self.label_files["vce"],
+                              "columns": [f"intensity_{e}" for e in self.emotion_names]}
         joy = self.emotion_names.index("joy")
         joy_scores, joy_info = fit_pairwise("linear", X["train"][:, [joy]], p_tr,
                                             [X["val"][:, [joy]], X["test"][:, [joy]]], self.seed,

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from evoke.heads.full import fit_full
+from evoke.predict.model import ConstantPart
 from evoke.tasks.base import Task, TaskData, TaskError, Units, register_task, split_units, with_split
 
 
@@ -57,29 +58,34 @@ class ViewerValenceTask(Task):
         if head == "full_multitask":
             self._check_classes(data)
             d = {s: data.splits[s].as_dict() for s in data.splits}
-            preds, history, _ = fit_full(feats, d["train"], d["val"], [d["val"], d["test"]], "bce", 1,
-                                         self.full_cfg, out_dir / "checkpoint",
-                                         n_branches=len(data.target_names), stop_after_epoch=stop_after_epoch)
+            preds, history, net = fit_full(feats, d["train"], d["val"], [d["val"], d["test"]], "bce", 1,
+                                           self.full_cfg, out_dir / "checkpoint",
+                                           n_branches=len(data.target_names), stop_after_epoch=stop_after_epoch)
+            self.fitted = self.head_model(head, feats, data.target_names,
+                                          [(None, self.full_part(net, feats, "bce", 1, len(data.target_names)))])
             return {"val": preds[0], "test": preds[1]}, {"history": history}
         if head != "full":
             return super().fit_predict(head, feats, data, out_dir, stop_after_epoch)
         self._check_classes(data)
         tr = data.splits["train"]
         out = {s: np.zeros((len(data.splits[s]), len(data.target_names))) for s in ("val", "test")}
-        histories, constant = {}, []
+        histories, constant, parts = {}, [], []
         for k, name in enumerate(data.target_names):
             sub = {s: {**data.splits[s].as_dict(), "y": data.splits[s].y[:, [k]], "mask": data.splits[s].mask[:, [k]]}
                    for s in data.splits}
             yk = tr.y[tr.mask[:, k], k]
             if np.unique(yk).size < 2:
                 constant.append(name)
+                parts.append(([k], ConstantPart(yk.mean() if yk.size else 0.5)))
                 for s in out:
-                    out[s][:, k] = yk.mean() if yk.size else 0.5
+                    out[s][:, k] = parts[-1][1].value
                 continue
-            preds, histories[name], _ = fit_full(feats, sub["train"], sub["val"], [sub["val"], sub["test"]],
+            preds, histories[name], net = fit_full(feats, sub["train"], sub["val"], [sub["val"], sub["test"]],
                                                  "bce", 1, self.full_cfg, out_dir / "checkpoint" / name,
                                                  stop_after_epoch=stop_after_epoch)
             out["val"][:, k], out["test"][:, k] = preds[0][:, 0], preds[1][:, 0]
+            parts.append(([k], self.full_part(net, feats, "bce", 1)))
+        self.fitted = self.head_model(head, feats, data.target_names, parts)
         return out, {"history": histories, "constant_columns": constant}
 
     def evaluate(self, pred, units, data):
