@@ -24,6 +24,21 @@
 #
 # Shards: manifest row i belongs to shard s{i // shard_size:05d}; one job per (stage, shard).
 # Targets: all (default), ingest, frames, features, labels, train, report, predict.
+#
+# Config layers, lowest first: config.yaml (ingest, frames, features for any manifest),
+# each --configfile (the demo's: data/demo/config.yaml), then --config (typed by the
+# schema); workflow/rules/common.smk merges and validates them (evoke.config).
+#
+# `snakemake --lint` findings kept on purpose:
+# - no conda/container per rule: every rule runs the same package in one environment
+#   (the venv of scripts/setup.sh, or envs/evoke.yaml), so per-rule environments would
+#   only duplicate it;
+# - shell commands use EVOKE and DATASET from outside the rule: EVOKE is the interpreter
+#   running Snakemake (no science setting: changing it must not rerun anything) and
+#   DATASET is already part of every output path;
+# - functions beside rules in common.smk and train.smk: the rules' helpers, kept next
+#   to the rules that use them (logic with tests lives in the package);
+# - report_build's params.out is the folder of its outputs, written on a shared file system.
 
 from snakemake.utils import min_version
 

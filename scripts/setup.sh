@@ -42,10 +42,13 @@ if [ ! -f "$stamp" ] || ! cat requirements.txt requirements-nodeps.txt | cmp -s 
   .venv/bin/pip install -q --no-deps -r requirements-nodeps.txt
   cat requirements.txt requirements-nodeps.txt > "$stamp"
 fi
+# the distribution used to be called `evoke` (a name PyPI gives to another project):
+# drop that install of this checkout so one package owns the `evoke` command
+.venv/bin/pip show -q evoke >/dev/null 2>&1 && .venv/bin/pip uninstall -q -y evoke
 .venv/bin/pip install -q --no-deps -e .
 
 # --- the embedded demo ------------------------------------------------------
 if [ "${EVOKE_SKIP_DEMO:-0}" != 1 ]; then
   .venv/bin/evoke demo build --out data/demo
 fi
-log "ready: .venv/bin/snakemake --cores 2   (or: bash scripts/demo.sh)"
+log "ready: bash scripts/demo.sh (the demo), or .venv/bin/snakemake --cores 2 --config dataset=NAME manifest=FILE (your own videos)"

@@ -317,6 +317,52 @@ def test_rebuild_is_a_no_op(built, capsys):
     assert not list(out.parent.glob(".*.tmp-*"))
 
 
+def test_the_demo_config_is_written_and_valid(built):
+    import yaml
+
+    from evoke.config import validate_layers
+
+    out = built["out"]
+    path = out / demo.CONFIG_NAME
+    assert built["summary"]["config"] == str(path)
+    cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert cfg == demo.demo_config(out)
+    assert cfg["manifest"] == str(out / "manifest.csv") and cfg["dataset"] == "demo"
+    assert cfg["labels"]["annotations"] == str(out / "annotations")
+    assert (out / "annotations" / "vce_responses.csv").is_file()
+    full = validate_layers([("config.yaml", yaml.safe_load((REPO / "config.yaml").read_text())),
+                            (f"--configfile {path}", cfg)])
+    assert full["shard_size"] == 20 and full["train"]["heads"] == ["lightgbm", "linear", "full"]
+    assert full["features"]["extractors"][:2] == ["colour", "motion"]  # the repository's, kept
+
+
+def test_an_up_to_date_build_without_a_config_gets_one(built):
+    out = built["out"]
+    path = out / demo.CONFIG_NAME
+    text = path.read_text(encoding="utf-8")
+    path.unlink()
+    summary = demo.build_demo(out, seed=0, n_clips=N_CLIPS, media_cache=built["cache"])
+    assert summary["skipped"] and path.read_text(encoding="utf-8") == text
+
+
+@pytest.mark.slow
+def test_the_demo_config_plans_labels_training_and_report(built, tmp_path):
+    """What scripts/demo.sh runs, dry: the repository's config.yaml with the demo's laid over it."""
+    import sys
+
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    snakemake = str(Path(sys.executable).with_name("snakemake"))
+    proc = subprocess.run([snakemake, "-n", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                           str(tmp_path), "--cores", "2", "--configfile", str(built["out"] / "config.yaml")],
+                          capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    counts = dict(line.split() for line in out.split("Job stats:")[1].split("total")[0].splitlines()[3:]
+                  if line.strip())
+    assert counts["train_head"] == "17" and counts["report_build"] == "1"
+    assert counts["ingest_shard"] == "2" and counts["labels_vce"] == "1"  # 30 clips in shards of 20
+
+
 def test_n_clips_out_of_range_is_an_error(tmp_path):
     with pytest.raises(demo.DemoError, match="between 30 and 60"):
         demo.build_demo(tmp_path / "d", n_clips=5)
@@ -343,7 +389,7 @@ def test_build_is_reproducible(tmp_path, built):
     assert not summary["skipped"]
     compared = 0
     for f in sorted(first.rglob("*")):
-        if f.is_file() and ".cache" not in f.parts and f.name != demo.STAMP_NAME and f.name != "manifest.csv":
+        if f.is_file() and ".cache" not in f.parts and f.name not in (demo.STAMP_NAME, "manifest.csv", "config.yaml"):
             assert f.read_bytes() == (tmp_path / "b" / f.relative_to(first)).read_bytes(), f.name
             compared += 1
     assert compared > N_CLIPS

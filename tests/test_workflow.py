@@ -60,9 +60,24 @@ def test_ingest_target_then_frames_then_nothing_to_do(workdir):
     snakemake(workdir)
     feats = pl.read_parquet(res / "features" / "index.parquet")
     assert sorted(set(feats["extractor"])) == ["colour", "motion"] and (feats["status"] == "ok").all()
+    with h5py.File(res / "features" / "motion" / "s00000.h5") as f:  # names of the values' last axis
+        assert [n.decode() if isinstance(n, bytes) else n for n in f.attrs["dim_names"]] == \
+            ["diff_mean", "diff_max", "changed_fraction"]
     assert not (res / "labels").exists() and not (res / "report").exists()
     again = snakemake(workdir, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # every shard log ends with its summary; evoke status reads the run from its files
+    last = (res / "logs" / "frames" / "s00001.log").read_text().strip().splitlines()[-1]
+    assert last.endswith("summary: frames s00001: 2 videos, 2 ok, 0 failed, " + last.rsplit(", ", 1)[1])
+    assert (res / "logs" / "ingest" / "s00002.log").read_text().strip().splitlines()[-1].split(
+        "INFO evoke.status: ")[1].startswith("summary: ingest s00002: 2 videos, 0 ok, 2 failed, ")
+    status = subprocess.run([sys.executable, "-m", "evoke", "status", "--dataset", "tiny"], cwd=workdir,
+                            capture_output=True, text=True, check=True).stdout
+    lines = [line.split() for line in status.splitlines()]
+    assert ["ingest", "6/6", "videos;", "4", "ok;", "2", "failed;", "shards", "3/3", "done"] in lines, status
+    assert ["frames", "4/4", "videos;", "4", "ok;", "0", "failed;", "shards", "3/3", "done"] in lines, status
+    assert ["features", "motion", "4/4", "videos;", "4", "ok;", "0", "failed;", "shards", "3/3", "done"] in lines
     # a per-shard features file gone (an interrupted --forcerun): the plain command rebuilds it
     (res / "features" / "colour" / "s00001.h5").unlink()
     dry = snakemake(workdir, "-n", "features")
@@ -87,19 +102,61 @@ def test_failures_are_complete_under_the_features_target(media, tmp_path):
 
 def test_a_frames_setting_reruns_frames_not_ingest(workdir):
     snakemake(workdir, "frames")
-    cfg = workdir / "config.yaml"
-    original = cfg.read_text()
-    cfg.write_text(original.replace("short_side: 120", "short_side: 120\n  rate_hz: 2.0"))
-    try:
-        dry = snakemake(workdir, "-n")
-    finally:
-        cfg.write_text(original)
+    # a nested --config value is typed by the schema and merged into the block
+    dry = snakemake(workdir, "-n", "--config", "frames={rate_hz: 2.0}")
     out = dry.stdout + dry.stderr
     assert "frames_shard" in out and "frames_merge" in out
     assert "ingest_shard" not in out and "ingest_merge" not in out
+    assert "Nothing to be done" in snakemake(workdir, "-n", "--config", "frames={rate_hz: '1'}").stdout
 
 
-def test_bad_config_stops_with_the_key_named(workdir):
-    proc = snakemake(workdir, "-n", "--config", "shard_size=0", check=False)
+def test_bad_config_stops_with_the_key_and_its_source_named(workdir):
+    (workdir / "mine.yaml").write_text("ingest:\n  retries: -1\n")
+    proc = snakemake(workdir, "-n", "--configfile", str(workdir / "mine.yaml"), "--config", "shard_size=0",
+                     "frames={rate_hz: -1}", check=False)
+    out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "shard_size: 0 is less than the minimum of 1" in proc.stdout + proc.stderr
+    assert "--config: shard_size: 0 is less than the minimum of 1" in out
+    assert "--config: frames.rate_hz: -1.0 is less than or equal to the minimum of 0" in out
+    # the file is named as seen from the working directory
+    assert "--configfile mine.yaml: ingest.retries: -1 is less than the minimum of 0" in out
+    (workdir / "mine.yaml").unlink()
+
+
+def test_the_repository_config_runs_own_videos_without_the_demo(workdir, tmp_path):
+    """A fresh clone's config.yaml, no data/ folder: the README's own-videos command plans
+    ingest, frames and every configured extractor, and no labels, training or report; without
+    a manifest it says how to get one."""
+    d = tmp_path / "clone"
+    d.mkdir()
+    (d / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    (d / "my.csv").write_text((workdir / "manifest.csv").read_text())
+    dry = snakemake(d, "-n", "--config", "dataset=mine", "manifest=my.csv")
+    out = dry.stdout + dry.stderr
+    rules = {line.split()[0] for line in out.split("Job stats:")[1].split("total")[0].splitlines()[3:]
+             if line.strip()}
+    assert rules == {"all", "ingest_shard", "ingest_merge", "frames_shard", "frames_merge",
+                     "features_shard", "features_shard_gpu", "features_merge"}, out
+    assert "results/mine/features/efficientnet/s00000.h5" in out
+    proc = snakemake(d, "-n", check=False)
+    assert proc.returncode != 0 and "no manifest given" in proc.stdout + proc.stderr
+
+
+def test_frames_keep_false_removes_each_shards_frames_once_extracted(workdir, media):
+    """frames.keep: false: the frames files are temp(): gone once the shard's extractors
+    are done, and their absence reruns nothing."""
+    (workdir / "lean.csv").write_text(f"video_id,source,split\ncfr,{media['cfr']},train\n"
+                                      f"noaudio,{media['noaudio']},test\n")
+    lean = ["--config", "dataset=lean", "manifest=lean.csv", "shard_size=1",
+            "frames={keep: false}", "features={extractors: [colour]}"]
+    snakemake(workdir, *lean)
+    res = workdir / "results" / "lean"
+    assert sorted(p.name for p in (res / "frames").glob("*.h5")) == []
+    assert sorted(p.name for p in (res / "frames").glob("*.status.parquet")) == \
+        ["s00000.status.parquet", "s00001.status.parquet"]
+    feats = pl.read_parquet(res / "features" / "index.parquet")
+    assert sorted(feats["video_id"]) == ["cfr", "noaudio"] and (feats["status"] == "ok").all()
+    with h5py.File(res / "features" / "colour" / "s00000.h5") as f:
+        assert f["cfr/values"].shape == (6, 23)
+    again = snakemake(workdir, "-n", *lean)
+    assert "Nothing to be done" in again.stdout + again.stderr

@@ -12,6 +12,8 @@ import argparse
 import importlib
 import json
 import logging
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -23,6 +25,7 @@ log = logging.getLogger("evoke")
 COMMAND_MODULES = [
     "evoke.cli_stages",
     "evoke.inspect",
+    "evoke.status",
     "evoke.demo",
     "evoke.features.cli",
     "evoke.heads.cli",
@@ -44,6 +47,28 @@ def _settings(text: str) -> dict:
     return value
 
 
+def plain_text(text: str) -> str:
+    """Docstring (reStructuredText) markup as plain text for --help: ``x`` and
+    :func:`x` become x, ``::`` before a literal block a colon."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    text = re.sub(r"``([^`]+)``", r"\1", text)
+    text = re.sub(r"\*\*([^*]+)\*\*", r"\1", text)
+    text = re.sub(r"\n\s*::\n", "\n", text)
+    return re.sub(r"::$|::(?=\n)", ":", text)
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    """Clean every (sub)parser's description and every option's help of docstring markup."""
+    if parser.description:
+        parser.description = plain_text(parser.description)
+    for action in parser._actions:
+        if action.help and action.help is not argparse.SUPPRESS:
+            action.help = plain_text(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _plain_help(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evoke", description="Predict how videos make viewers feel: the evoke pipeline's commands."
@@ -60,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # a command group that is not part of this installation
         module.register(sub)
+    _plain_help(parser)
     return parser
 
 
@@ -82,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("evoke: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped to a reader that stopped (| head): not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so Python's exit flush does not fail again
+        return 0
 
 
 def add_settings_argument(p: argparse.ArgumentParser, what: str) -> None:

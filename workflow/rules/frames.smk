@@ -2,7 +2,7 @@ rule frames_shard:
     input:
         probe=f"{D}/ingest/shards/{{shard}}.parquet",
     output:
-        h5=f"{D}/frames/{{shard}}.h5",
+        h5=frames_file(f"{D}/frames/{{shard}}.h5"),
         status=f"{D}/frames/{{shard}}.status.parquet",
     log:
         f"{D}/logs/frames/{{shard}}.log",
@@ -40,4 +40,5 @@ rule frames_merge:
 rule frames:
     input:
         rules.frames_merge.output,
-        shard_files(f"{D}/frames/{{shard}}.h5"),
+        # kept frames only: a removed temp() file asked for here would be sampled again
+        shard_files(f"{D}/frames/{{shard}}.h5") if config["frames"]["keep"] else [],

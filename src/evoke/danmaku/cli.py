@@ -200,7 +200,7 @@ def register(sub) -> None:
     p.add_argument("--failures", type=Path,
                    help="failures table: with --probe default results/{dataset}/labels/failures.parquet; "
                    "with several files, the files that could not be parsed (the others go on)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="comments table (.parquet)")
     p.add_argument("--video-id", help="video id of a single file (default: its stem)")
     p.add_argument("--duration", type=float, help="video duration, s: later comments are dropped")
     p.add_argument("--format", choices=["bilibili", "niconico", "csv"], help="default: from suffix / content")
@@ -216,17 +216,18 @@ def register(sub) -> None:
     p.add_argument("--corpus", type=Path, help="CSV/TSV text,label (or 标签,文本)")
     p.add_argument("--extra", type=Path, nargs="*", help="labelled sets from `danmaku accept` (.parquet)")
     p.add_argument("--out", type=Path, required=True, help="model folder")
-    p.add_argument("--head", choices=["light", "bert"], default="light")
+    p.add_argument("--head", choices=["light", "bert"], default="light",
+                   help="light: character n-grams + logistic regression (CPU, seconds); bert: a Chinese BERT")
     p.add_argument("--label-map", help="corpus label to emotion, e.g. happiness=joy,anger=disgust,none=none")
-    p.add_argument("--text-column")
-    p.add_argument("--label-column")
-    p.add_argument("--encoding")
+    p.add_argument("--text-column", help="the corpus's text column (default: text, or 文本)")
+    p.add_argument("--label-column", help="the corpus's label column (default: label, or 标签)")
+    p.add_argument("--encoding", help="text encoding of the corpus (default: detected)")
     p.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1),
                    help="train,validation,test fractions: the model is chosen on validation and scored on test "
                         "(default 0.8,0.1,0.1, the danmaku paper's 8:1:1; 1,0,0 = train on everything, unscored)")
     p.add_argument("--emotions", help="emotions to train, comma-separated (default: every one of the six that "
                                       "the corpus has examples of; the others are named and left out)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and of training (default 0)")
     p.add_argument("--C", type=float, help="light: inverse regularisation strength (default 4)")
     p.add_argument("--pretrained", help="bert: model name or local folder (default hfl/chinese-bert-wwm-ext)")
     p.add_argument("--epochs", type=int, help="bert: epochs (default 3)")
@@ -237,13 +238,13 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train)
 
     p = ds.add_parser("classify", help="score comments: one p_{emotion} column per emotion")
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--comments", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--model", type=Path, required=True, help="a model folder from `danmaku train`")
+    p.add_argument("--comments", type=Path, required=True, help="comments table from `danmaku parse`")
+    p.add_argument("--out", type=Path, required=True, help="scored comments (.parquet)")
     p.set_defaults(func=cmd_classify)
 
     p = ds.add_parser("review", help="labelling loop: automatic labels + a queue for a person")
-    p.add_argument("--scored", type=Path, required=True)
+    p.add_argument("--scored", type=Path, required=True, help="scored comments from `danmaku classify`")
     p.add_argument("--labelled", type=Path, required=True, help="automatic labels (.parquet)")
     p.add_argument("--queue", type=Path, required=True, help="review queue (.csv) to fill in")
     p.add_argument("--accept", type=float, default=0.8, help="p above this: positive (default 0.8)")
@@ -251,15 +252,15 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_review)
 
     p = ds.add_parser("accept", help="labelling loop: merge a reviewed queue into the labelled set")
-    p.add_argument("--labelled", type=Path, required=True)
-    p.add_argument("--queue", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--strict", action="store_true")
+    p.add_argument("--labelled", type=Path, required=True, help="automatic labels from `danmaku review`")
+    p.add_argument("--queue", type=Path, required=True, help="the review queue with its decision column filled in")
+    p.add_argument("--out", type=Path, required=True, help="the labelled set (.parquet), for `danmaku train --extra`")
+    p.add_argument("--strict", action="store_true", help="fail on a decision that cannot be read")
     p.set_defaults(func=cmd_accept)
 
     p = ds.add_parser("windows", help="scored comments -> per-window emotion distributions")
-    p.add_argument("--scored", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--scored", type=Path, required=True, help="scored comments from `danmaku classify`")
+    p.add_argument("--out", type=Path, required=True, help="windows table (.parquet)")
     p.add_argument("--window", type=float, help="window length, s (default 5)")
     p.add_argument("--threshold", type=float, help="p at which a comment expresses an emotion (default 0.5)")
     p.add_argument("--soft", action="store_true", help="sum probabilities instead of counting decisions")

@@ -69,8 +69,9 @@ class CognimuseImporter(DatasetImporter):
     @classmethod
     def add_arguments(cls, p):
         p.add_argument("--test-films", help="comma-separated films held out as test (default: a seeded share)")
-        p.add_argument("--test-fraction", type=float, default=0.25)
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--test-fraction", type=float, default=0.25,
+                       help="share of the videos put in the test split (default 0.25)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
         p.add_argument("--val-fraction", type=float, default=0.2,
                        help="train.val_fraction of the written config (default 0.2)")
 

@@ -77,7 +77,7 @@ class DeapImporter(DatasetImporter):
     def add_arguments(cls, p):
         p.add_argument("--test-fraction", type=float, default=0.25,
                        help="share of the experiment videos held out as test (seeded; default 0.25)")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
         p.add_argument("--val-fraction", type=float, default=0.2,
                        help="train.val_fraction of the written config (default 0.2)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import polars as pl
@@ -108,13 +109,16 @@ def cmd_weights(args) -> int:
 
 def cmd_shard(args) -> int:
     from evoke.features.stage import features_shard
+    from evoke.status import log_shard_summary
 
+    started = time.monotonic()
     settings = args.settings if args.settings is not None else features_settings(
         load_config(args.config)["features"], args.extractor)
     settings = with_runtime(settings, args.runtime, args.extractor)
     # the status table is written by the stage, before it removes the per-video parts
-    features_shard(args.extractor, settings, args.frames, pl.read_parquet(args.probe),
+    status = features_shard(args.extractor, settings, args.frames, pl.read_parquet(args.probe),
                    Path("results") / args.dataset, args.shard, args.out, status_out=args.status)
+    log_shard_summary(f"features {args.extractor}", args.shard, status, started)
     return 0
 
 
@@ -124,7 +128,7 @@ def cmd_extract(args) -> int:
 
     from evoke.features import create_extractor
     from evoke.features.base import VideoInput
-    from evoke.features.stage import run_extractor, write_features
+    from evoke.features.stage import dim_names_attr, run_extractor, write_features
     from evoke.frames import write_video_frames
     from evoke.media import probe, run_ffmpeg
 
@@ -150,7 +154,8 @@ def cmd_extract(args) -> int:
             video = VideoInput(args.input.stem, g["timestamps_s"][()], g["mask"][()], info["duration_s"],
                                args.input, wav, _frames_dataset=g["frames"])
             result = run_extractor(ext, video)
-            stats = write_features(args.out, args.group or args.input.stem, result, video.timestamps_s, ext)
+            stats = write_features(args.out, args.group or args.input.stem, result, video.timestamps_s, ext,
+                                   dim_names=dim_names_attr(ext))  # one video: on its group
     print(f"{args.out}: {args.extractor} {stats['n_valid']}/{stats['n_steps']} valid steps of {ext.step_shape}")
     return 0
 
@@ -158,22 +163,24 @@ def cmd_extract(args) -> int:
 def register(sub) -> None:
     fe = sub.add_parser("features", help="feature extractors").add_subparsers(dest="sub", required=True)
     p = fe.add_parser("list", help="every extractor, its input, output shape and whether its weights are here")
-    p.add_argument("--config", type=Path, default=Path("config.yaml"))
+    p.add_argument("--config", type=Path, default=Path("config.yaml"),
+                   help="config file whose weights paths are checked (default: config.yaml)")
     p.set_defaults(func=cmd_list)
     p = fe.add_parser("extract", help="run one extractor on one video file into an HDF5 file")
-    p.add_argument("--extractor", required=True)
-    p.add_argument("--input", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--extractor", required=True, help="extractor name (evoke features list)")
+    p.add_argument("--input", type=Path, required=True, help="a video file")
+    p.add_argument("--out", type=Path, required=True, help="features file (.h5)")
     p.add_argument("--group", help="HDF5 group name (default: the file's stem)")
     add_settings_argument(p, "extractor (config, device, weights)")
     p.set_defaults(func=cmd_extract)
     p = fe.add_parser("shard", help="run one extractor over one shard (a workflow job)")
-    for a in ("--extractor", "--shard", "--dataset"):
-        p.add_argument(a, required=True)
-    p.add_argument("--frames", type=Path, required=True)
-    p.add_argument("--probe", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--status", type=Path, required=True)
+    for a, text in (("--extractor", "extractor name"), ("--shard", "shard name, e.g. s00000"),
+                    ("--dataset", "dataset name (results/{dataset})")):
+        p.add_argument(a, required=True, help=text)
+    p.add_argument("--frames", type=Path, required=True, help="the shard's frames file (.h5)")
+    p.add_argument("--probe", type=Path, required=True, help="the shard's ingest table")
+    p.add_argument("--out", type=Path, required=True, help="the shard's features file (.h5)")
+    p.add_argument("--status", type=Path, required=True, help="the shard's status table (.parquet)")
     add_settings_argument(p, "extractor (config, device, weights)")
     p.add_argument("--runtime", type=_json_object, default=None,
                    help="JSON object: device, weights and per-extractor settings that change no "
@@ -187,6 +194,7 @@ def register(sub) -> None:
     for verb, fetch, text in (("list", False, "where each configured extractor's weights are"),
                               ("fetch", True, "download every weights file a config needs (login node)")):
         p = we.add_parser(verb, help=text)
-        p.add_argument("--config", type=Path, default=Path("config.yaml"))
+        p.add_argument("--config", type=Path, default=Path("config.yaml"),
+                       help="config file naming the extractors (default: config.yaml)")
         p.add_argument("--extractor", action="append", help="only this extractor (repeatable)")
         p.set_defaults(func=cmd_weights, fetch=fetch)

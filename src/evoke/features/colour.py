@@ -66,5 +66,13 @@ class ColourExtractor(FeatureExtractor):
     def step_shape(self):
         return (5 + self.config.hue_bins,)
 
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        """Names of the values' last axis (the shard file's ``dim_names`` attribute): the five
+        statistics, then each hue bin by its range in degrees (hue_000_020 ...)."""
+        step = 360 / self.config.hue_bins
+        hues = tuple(f"hue_{round(i * step):03d}_{round((i + 1) * step):03d}" for i in range(self.config.hue_bins))
+        return ("brightness", "contrast", "saturation", "colourfulness", "warmth", *hues)
+
     def extract(self, video: VideoInput) -> FeatureResult:
         return self.per_frame(video, lambda frames: colour_stats(frames, self.config.hue_bins))

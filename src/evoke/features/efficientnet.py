@@ -108,6 +108,11 @@ class EfficientNetExtractor(ImageModelMixin, FeatureExtractor):
         v = self.config.variant
         return (1280,) if v == "lite0" else (TORCHVISION_VARIANTS[v][1],)
 
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        """Embedding dimensions by index (the pooled features have no names of their own)."""
+        return tuple(f"{self.config.variant}_{i:04d}" for i in range(self.step_shape[0]))
+
     def weights(self) -> list[WeightSpec]:
         v = self.config.variant
         if v == "lite0":

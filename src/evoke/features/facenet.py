@@ -262,6 +262,12 @@ class FaceNet(FeatureExtractor):
     def step_shape(self) -> tuple[int, ...]:
         return (self.config.faces, EMBED_DIMS[self.config.embedder])
 
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        """Names of the last axis (each face slot's embedding: dlib_000 .. or facenet_000 ..);
+        the axis before it is the face slot (0: the largest face)."""
+        return tuple(f"{self.config.embedder}_{i:03d}" for i in range(EMBED_DIMS[self.config.embedder]))
+
     def weights(self) -> list:
         specs = list(MTCNN_WEIGHTS)
         if self.config.embedder == "dlib":

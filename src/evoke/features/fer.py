@@ -137,6 +137,11 @@ class FER(FeatureExtractor):
     def step_shape(self) -> tuple[int, ...]:
         return (len(LABELS),)
 
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        """The seven expression names, in the order of the values."""
+        return LABELS
+
     def weights(self) -> list:
         if self.config.detector == "haar":
             return [FER_MODEL, HAAR_CASCADE]

@@ -369,6 +369,11 @@ class I3DExtractor(FeatureExtractor):
     def step_shape(self) -> tuple[int, ...]:
         return (FEATURE_DIM,)
 
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        """mixed5c_0000 .. mixed5c_1023 (the pooled Mixed-5c channels)."""
+        return tuple(f"mixed5c_{i:04d}" for i in range(FEATURE_DIM))
+
     def weights(self) -> list[WeightSpec]:
         return [WeightSpec(
             name="i3d_rgb", filename="rgb_imagenet.pt", url=I3D_URL,

@@ -147,6 +147,12 @@ class InceptionV3Extractor(ImageModelMixin, FeatureExtractor):
             return (self._pca()["components"].shape[0],)
         return (POOL3_DIM,)
 
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        """pool3_0000 .. pool3_2047, or pca_0000 .. after the optional PCA."""
+        prefix = "pca" if self.config.pca else "pool3"
+        return tuple(f"{prefix}_{i:04d}" for i in range(self.step_shape[0]))
+
     def _pca(self) -> dict[str, np.ndarray]:
         if getattr(self, "_pca_cache", None) is None:
             self._pca_cache = read_pca(self.config.pca)

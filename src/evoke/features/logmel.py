@@ -69,6 +69,13 @@ class LogMel(FeatureExtractor):
     def step_shape(self) -> tuple[int, ...]:
         return (DIM,)
 
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        """Names of the 129 values (the shard file's ``dim_names`` attribute): mel_mean_00 ..
+        mel_mean_63, mel_std_00 .. mel_std_63 (band 0 the lowest), rms_db."""
+        bands = range(_audio.NUM_MEL_BINS)
+        return (*(f"mel_mean_{b:02d}" for b in bands), *(f"mel_std_{b:02d}" for b in bands), "rms_db")
+
     def extract(self, video: VideoInput) -> FeatureResult:
         cfg = self.config
         windows = _audio.step_windows(

@@ -47,6 +47,11 @@ class MotionExtractor(FeatureExtractor):
     def step_shape(self):
         return (3,)
 
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        """Names of the three values (the shard file's ``dim_names`` attribute)."""
+        return ("diff_mean", "diff_max", "changed_fraction")
+
     def extract(self, video: VideoInput) -> FeatureResult:
         if video.video_path is None:
             raise FeatureError(f"{video.video_id}: motion needs the video file")

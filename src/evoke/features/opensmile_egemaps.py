@@ -67,6 +67,12 @@ class OpenSmileEGeMAPS(FeatureExtractor):
     def step_shape(self) -> tuple[int, ...]:
         return (DIM,)
 
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        """opensmile's names of the 88 functionals, in their order (loads opensmile)."""
+        self.ensure_loaded()
+        return tuple(self.feature_names)
+
     def load(self) -> None:
         opensmile = require_opensmile()
         self._smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,

@@ -141,6 +141,13 @@ def write_features(dest: Path, group: str, result: FeatureResult, timestamps: np
     return stats
 
 
+def dim_names_attr(extractor: FeatureExtractor) -> np.ndarray | None:
+    """The extractor's ``dim_names`` (names of the values' last axis) as an HDF5 string
+    attribute, written once per file (root attributes), None when it has none."""
+    names = getattr(extractor, "dim_names", None)
+    return None if names is None else np.array(names, dtype=h5py.string_dtype())
+
+
 def job_device(name: str, settings: dict) -> str:
     """The device for extractor ``name``: torch models get the visible GPU, the rest the CPU."""
     return pick_device(settings.get("device", "auto")) if get_extractor(name).uses_torch else "cpu"
@@ -205,7 +212,8 @@ def features_shard(name: str, settings: dict, frames_path: Path, probe_rows: pl.
             items, dataset_dir / "features" / name / "parts" / shard, out, work,
             root_attrs={"stage": "features", "extractor": name, "shard": shard,
                         "config_hash": extractor.config_hash(), "weights": extractor.weights_identity(),
-                        "torch_threads": threads},
+                        "torch_threads": threads,
+                        "dim_names": dim_names_attr(extractor)},
             desc=f"{name} {shard}", errors=(EvokeError, OSError),
             status_out=status_out, status_table=table,
             part_bytes=lambda row: part_size_bound(extractor, frames[row["video_id"]]["timestamps_s"].shape[0]),

@@ -213,6 +213,12 @@ class VGGish(FeatureExtractor):
     def step_shape(self) -> tuple[int, ...]:
         return (EMBEDDING_SIZE,)
 
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        """vggish_000 .. vggish_127 (the AudioSet embedding, PCA-whitened and quantised with
+        postprocess: true)."""
+        return tuple(f"vggish_{i:03d}" for i in range(EMBEDDING_SIZE))
+
     def weights(self) -> list:
         specs = [VGGISH_WEIGHTS] if self.config.backend == "torch" else []
         if self.config.postprocess:

@@ -90,8 +90,9 @@ def register(sub) -> None:
                        "settings from --settings or the config's train.full).")
     p.add_argument("action", nargs="?", choices=["describe"],
                    help="describe: print the network and training set-up; train nothing")
-    p.add_argument("--task", required=True, choices=TASK_NAMES)
-    p.add_argument("--head", required=True, choices=["lightgbm", "linear", "full", "full_multitask"])
+    p.add_argument("--task", required=True, choices=TASK_NAMES, help="the task (its labels, loss and metrics)")
+    p.add_argument("--head", required=True, choices=["lightgbm", "linear", "full", "full_multitask"],
+                   help="the model: pooled-feature LightGBM or linear, or the full PyTorch head")
     p.add_argument("--features", default="", help="extractor names, comma- or +-separated (e.g. colour,motion)")
     p.add_argument("--dataset", help="required to train")
     p.add_argument("--dataset-dir", type=Path, help="default: results/{dataset}")
@@ -100,8 +101,8 @@ def register(sub) -> None:
     p.add_argument("--branches", type=int, help="describe, full_multitask: viewers + 1 (default 2)")
     p.add_argument("--labels", action="append", metavar="KEY=PATH",
                    help="use this label table instead of the default (e.g. danmaku=labels/x.parquet)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, help="random seed (default: the settings' seed, 0)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for LightGBM and torch (default 1)")
     add_settings_argument(p, "train (seed, val_fraction, feature_memory_mb, full, lightgbm, linear)")
     p.add_argument("--ingest-settings", type=_settings, default=None,
                    help="JSON object of the dataset's ingest settings, recorded in model/model.json so that "
@@ -109,7 +110,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="collect every trained head's metrics into metrics.json, report.html/.md")
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", required=True, help="dataset name (results/{dataset})")
     p.add_argument("--dataset-dir", type=Path, help="default: results/{dataset}")
     p.add_argument("--out", type=Path, help="default: results/{dataset}/report")
     p.add_argument("inputs", nargs="*", type=Path, help="metrics.json files (default: every one under train/)")

@@ -152,10 +152,20 @@ def cmd_continuous(args) -> int:
     return finish(result, args.out, args, "continuous", ", ".join(str(p) for p in args.ratings))
 
 
+# the command that runs each registered builder (the registry names tables, the commands
+# name what they read): `labels list` shows both so the two can be matched
+BUILDER_COMMANDS = {
+    "vce": "evoke labels vce", "v2v_pairs": "evoke labels v2v-votes",
+    "v2v_lists": "evoke labels v2v-lists", "v2v_sample": "evoke labels v2v-sample",
+    "eev": "evoke labels eev", "continuous": "evoke labels continuous",
+    "danmaku_windows": "evoke danmaku windows",
+}
+
+
 def cmd_list(args) -> int:
     for name in sorted(LABEL_BUILDERS):
         cls = LABEL_BUILDERS[name]
-        print(f"{name:18s} {cls.description}")
+        print(f"{name:18s} {cls.description} (run by: {BUILDER_COMMANDS.get(name, 'no command')})")
         print(f"{'':18s} inputs: {', '.join(cls.inputs)}; settings: {cls.config_type().to_dict()}")
     return 0
 
@@ -200,7 +210,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_vce)
 
     p = ls.add_parser("v2v-votes", help="pairwise votes -> pairs agreed on by 8 of 9")
-    p.add_argument("--votes", type=Path, required=True)
+    p.add_argument("--votes", type=Path, required=True,
+                   help="votes: annotator_id, video_a, video_b, choice (CSV/TSV/Parquet)")
     p.add_argument("--agree", type=int, help="votes that must agree ... (default 8)")
     p.add_argument("--of", type=int, help="... out of this many (default 9)")
     p.add_argument("--min-votes", type=int, help="pairs with fewer votes are dropped (default 9)")
@@ -211,7 +222,7 @@ def register(sub) -> None:
     p.add_argument("--pairs", type=Path, required=True, help="the v2v-votes output")
     p.add_argument("--lengths", type=_ints, help="list lengths (default 3,4)")
     p.add_argument("--max-lists", type=int, help="at most this many lists per length (seeded sample)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="seed of the --max-lists sample (default 0)")
     _common(p, videos=False, encoding=False)
     p.set_defaults(func=cmd_v2v_lists)
 
@@ -229,12 +240,13 @@ def register(sub) -> None:
                         "(default source: the site of each source URL; none = one group)")
     p.add_argument("--exclude", type=Path, nargs="*", default=(), help="pairs tables never to propose again")
     p.add_argument("--candidate-factor", type=int, help="random candidates per wanted pair in large groups (20)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
     _common(p, encoding=False)
     p.set_defaults(func=cmd_v2v_sample)
 
     p = ls.add_parser("eev", help="EEV expression scores -> 1 Hz labels")
-    p.add_argument("--csv", type=Path, required=True)
+    p.add_argument("--csv", type=Path, required=True,
+                   help="EEV CSV: Video ID, Timestamp (microseconds), one column per expression")
     p.add_argument("--method", choices=["majority", "mean"], help="majority vote of binarised scores (default) or mean")
     p.add_argument("--threshold", type=float, help="binarisation threshold (default 0.5)")
     p.add_argument("--window", type=float, help="window length, seconds (default 3)")

@@ -57,10 +57,10 @@ def register(sub) -> None:
     p.add_argument("--weights", action="append", metavar="NAME=PATH",
                    help="an extractor weights file (as features.weights in the config)")
     p.add_argument("--memory-mb", type=float, default=2048, help="feature cache for --dataset (MiB)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.set_defaults(func=cmd_predict)
 
     c = sub.add_parser("model", help="saved models").add_subparsers(dest="sub", required=True)
     s = c.add_parser("show", help="print a run folder's model card (model/model.json)")
-    s.add_argument("model", type=Path)
+    s.add_argument("model", type=Path, help="a train run folder (or its model/ folder)")
     s.set_defaults(func=cmd_card)
