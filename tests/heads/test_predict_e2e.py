@@ -42,7 +42,7 @@ train:
   heads: [lightgbm, linear, full]
   feature_sets: [[colour, logmel]]
   lightgbm: {{n_estimators: 40}}
-  full: {{epochs: 3, hidden: 16, moe_dim: 16, n_experts: 2, batch_size: 16, seq_len: 12}}
+  full: {{epochs: 3, gru_hidden: 16, moe_dim: 16, n_experts: 2, batch_size: 16, seq_len: 12}}
 """
 
 
