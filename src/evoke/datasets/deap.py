@@ -26,7 +26,8 @@ Output:
   exactly 5 counts as high, the builder's ``>=``). One row per video at
   ``time_s`` = 59: the 60-s window ending at the clip's last second, which
   the viewer_valence task's units read, is the whole highlight the
-  participants rated.
+  participants rated. The written config sets ``train.viewer_valence.units:
+  second`` (the task's default, segments, needs subtitle segments).
 
 DEAP's licence forbids redistributing its files: the tests build their own
 files in this format. Stops: a missing file or column. Dropped and counted:
@@ -149,8 +150,11 @@ class DeapImporter(DatasetImporter):
         if unrated:
             dropped.add("video_without_ratings", len(unrated), unrated)
         manifest = manifest_frame([r for r in rows if r["video_id"] in rated])
+        # the unit is the whole rated highlight: the per-second table's one row per video (the
+        # task's default segment units need subtitle segments, which DEAP has not)
         config = base_config(dataset, out, {"viewer_valence": out / "labels" / "viewer_valence.parquet"},
-                             ["viewer_valence"], val_fraction=val_fraction, seed=seed)
+                             ["viewer_valence"], val_fraction=val_fraction, seed=seed,
+                             viewer_valence={"units": "second"})
         return ImportResult(manifest, {"viewer_valence": table}, config, dropped,
                             {"viewers": result.info["viewers"], "test_videos": sorted(
                                 experiment_video_id(e) for e in test)})
