@@ -18,7 +18,9 @@ Output: ``manifest.csv`` with the films as sources; ``labels/viewer_valence.parq
 (and ``viewer_valence_segments.parquet`` per subtitle cue where subtitles
 exist) built by the per-viewer builder (:mod:`evoke.labels.viewers`): every
 ``.dat`` file a viewer named by its stem, the average viewer their mean,
-binarised at 0 (the valence classification benchmark). Splits: whole films,
+binarised at 0 (the valence classification benchmark). The written config
+trains on the subtitle segments (``train.viewer_valence.units: segment``) where
+subtitles exist, else on the seconds (``units: second``). Splits: whole films,
 ``--test-films BMI,CHI`` or a seeded ``--test-fraction`` of them (default
 2 of 7).
 
@@ -122,7 +124,10 @@ class CognimuseImporter(DatasetImporter):
         tables = {"viewer_valence": result.table}
         if "segments" in result.extra:
             tables["viewer_valence_segments"] = result.extra["segments"]
+        # the task's default units are subtitle segments: without subtitles it reads the seconds
+        units = "segment" if "viewer_valence_segments" in tables else "second"
         config = base_config(dataset, out, {k: out / "labels" / f"{k}.parquet" for k in tables},
-                             ["viewer_valence"], val_fraction=val_fraction, seed=seed)
+                             ["viewer_valence"], val_fraction=val_fraction, seed=seed,
+                             viewer_valence={"units": units})
         return ImportResult(manifest_frame(rows), tables, config, dropped,
                             {"viewers": result.info["viewers"], "test_films": sorted(test)})

@@ -26,7 +26,8 @@ Output:
   exactly 5 counts as high, the builder's ``>=``). One row per video at
   ``time_s`` = 59: the 60-s window ending at the clip's last second, which
   the viewer_valence task's units read, is the whole highlight the
-  participants rated.
+  participants rated (the written config sets ``train.viewer_valence.units:
+  second``: DEAP has no subtitle segments).
 
 DEAP's licence forbids redistributing its files: the tests build their own
 files in this format. Stops: a missing file or column. Dropped and counted:
@@ -150,7 +151,8 @@ class DeapImporter(DatasetImporter):
             dropped.add("video_without_ratings", len(unrated), unrated)
         manifest = manifest_frame([r for r in rows if r["video_id"] in rated])
         config = base_config(dataset, out, {"viewer_valence": out / "labels" / "viewer_valence.parquet"},
-                             ["viewer_valence"], val_fraction=val_fraction, seed=seed)
+                             ["viewer_valence"], val_fraction=val_fraction, seed=seed,
+                             viewer_valence={"units": "second"})  # the one row per clip above
         return ImportResult(manifest, {"viewer_valence": table}, config, dropped,
                             {"viewers": result.info["viewers"], "test_videos": sorted(
                                 experiment_video_id(e) for e in test)})
