@@ -73,8 +73,13 @@ def write_v2v(root: Path, train_pairs: list, test_pairs: list, lists: list, vide
         place(video, root / "videos" / f"{vid}.mp4")
 
 
-def write_eev(root: Path, splits: dict[str, dict[str, float]], seed: int = 0, test_ids=()) -> None:
-    """train.csv / val.csv with 6 Hz scores for videos of the given durations (s); test.csv without scores."""
+def write_eev(root: Path, splits: dict[str, dict[str, float]], seed: int = 0, test_ids=(),
+              active: float | None = None) -> None:
+    """train.csv / val.csv with 6 Hz scores for videos of the given durations (s); test.csv without scores.
+
+    Scores are independent draws (mostly low) or, with ``active``, expressions that are on (around
+    0.8) or off (around 0.05) for a whole second each, every expression on with probability
+    ``active``: then the 1-Hz majority labels have positives and vary within a video."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     for split, videos in splits.items():
@@ -82,8 +87,12 @@ def write_eev(root: Path, splits: dict[str, dict[str, float]], seed: int = 0, te
             w = csv.writer(fh)
             w.writerow(EEV_HEADER)
             for vid, dur in videos.items():
+                on = None if active is None else rng.random((int(dur) + 1, 15)) < active
                 for i in range(int(dur * 6)):
-                    scores = rng.random(15) ** 3
+                    if on is None:
+                        scores = rng.random(15) ** 3
+                    else:
+                        scores = np.where(on[i // 6], 0.7 + 0.2 * rng.random(15), 0.1 * rng.random(15))
                     w.writerow([vid, round(i * 1e6 / 6), *[f"{s:.4f}" for s in scores]])
     with open(root / "test.csv", "w", newline="") as fh:
         w = csv.writer(fh)
