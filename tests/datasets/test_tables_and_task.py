@@ -113,7 +113,11 @@ def test_a_table_in_labels_tables_replaces_its_builder(vce_table, tmp_path):
     wd = tmp_path / "wd"
     wd.mkdir()
     (wd / "data").symlink_to(repo / "data")
-    config = yaml.safe_load((repo / "config.yaml").read_text())
+    from evoke.config import merge
+    from evoke.demo import demo_config
+
+    # the demo's config (raw annotations and all) over the repository's
+    config = merge(yaml.safe_load((repo / "config.yaml").read_text()), demo_config(repo / "data" / "demo"))
     config["labels"]["tables"] = {"vce": str(vce_table)}
     (wd / "config.yaml").write_text(yaml.safe_dump(config))
     rules = repo / "workflow" / "rules"
