@@ -231,6 +231,14 @@ def test_profile_asks_a_gpu_only_for_torch_extractors(manifest, tmp_path, device
     cfg = yaml.safe_load((wd / "config.yaml").read_text())
     cfg.update(dataset="gputest", manifest=str(manifest), shard_size=1)
     cfg["features"].update(extractors=["colour", "logmel", "vggish", "facenet"], device=device)
+    # missing weights stop planning (before any job): VGGish's, seeded random, through the config
+    import torch
+
+    from evoke.features.vggish import build_network
+
+    torch.manual_seed(0)
+    torch.save(build_network(final_relu=False).state_dict(), tmp_path / "vggish.pt")
+    cfg["features"]["weights"] = {"vggish": str(tmp_path / "vggish.pt")}
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(wd, ["features", "-n", "--cores", "32", "--profile", "slurm"])
     jobs = [(rule, wc["extractor"], res) for rule, wc, res in planned_jobs(proc.stdout + proc.stderr)

@@ -49,6 +49,13 @@ NOT_BITWISE = ("labels/danmaku/scored.parquet", "labels/viewer_valence.parquet",
                "labels/viewer_valence_segments.parquet")
 KILLS = ("worker", "group", "term")
 KILLS_PER_STAGE = {"ingest": 4, "frames": 4, "features": 4, "labels": 5, "train": 4}
+# a stage's rules, rerun with --forcerun when its jobs all finished in an earlier restart (jobs
+# of later stages run beside the killed stage's): the forced rerun is killed instead, and the
+# plain command must then redo it (an interrupted --forcerun)
+FORCE = {"ingest": ("ingest_shard",), "frames": ("frames_shard",),
+         "features": ("features_shard", "features_shard_gpu"),
+         "labels": ("labels_vce", "labels_v2v_votes", "labels_eev", "labels_viewers", "danmaku_train"),
+         "train": ("train_head",)}
 
 
 def start(workdir: Path, *args: str) -> subprocess.Popen:
@@ -202,12 +209,12 @@ def test_kills_anywhere_then_the_same_command_give_the_uninterrupted_runs_conten
     refused_second = False
     for stage in STAGES:
         n = 0
+        # the heads train while the labels are still being built, so by now they are done:
+        # their kills are always of a forced retraining
+        forced = stage == "train"
         while n < KILLS_PER_STAGE[stage]:
             how = KILLS[len(hits) % len(KILLS)]
-            # the heads train while the labels are still being built, so by now they may be
-            # done: a forced retraining is killed instead, and the plain command must redo it
-            # (an interrupted --forcerun)
-            force = ("--forcerun", "train_head") if stage == "train" else ()
+            force = ("--forcerun", *FORCE[stage]) if forced else ()
             proc = start(work, *TARGETS, *force)
             if not refused_second and stage == "frames":
                 # a second invocation on the same results folder while this one runs is refused
@@ -222,7 +229,10 @@ def test_kills_anywhere_then_the_same_command_give_the_uninterrupted_runs_conten
                 refused_second = True
             if not kill_in(proc, stage, how, rng):
                 finish(proc)  # the stage had no work left for another kill
-                break
+                if forced:
+                    break
+                forced = True  # kill a forced rerun of the stage instead
+                continue
             try:
                 proc.communicate(timeout=600)  # SIGTERM lets Snakemake wind down; a killed worker fails its job
             except subprocess.TimeoutExpired:

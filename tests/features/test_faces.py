@@ -190,7 +190,7 @@ def test_stage_stores_the_face_boxes(carphone_path, tmp_path):
     assert (x2 - x1 > 30).all() and (prob[mask] >= 0.9).all()
     assert not boxes[~mask].any() and not prob[~mask].any()
     shown = describe(out)
-    assert f"face_boxes: dataset ({n}, 2, 4) float32" in shown and f"face_probability: dataset ({n}, 2)" in shown
+    assert f"face_boxes: ({n}, 2, 4) float32" in shown and f"face_probability: ({n}, 2) float32" in shown
 
 
 def test_facenet_inception_resnet_random_weights(tmp_path, astronaut):

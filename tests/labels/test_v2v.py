@@ -268,7 +268,11 @@ def test_workflow_wires_the_sampling_predictions(tmp_path):
     run = "train/vce/linear/colour+motion/predictions.parquet"
     import yaml
 
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    from evoke.config import merge
+    from evoke.demo import demo_config
+
+    # the demo's config (its annotations and training) over the repository's
+    config = merge(yaml.safe_load((REPO / "config.yaml").read_text()), demo_config(REPO / "data" / "demo"))
     config["labels"]["v2v_sample"] = {"predictions": run}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     r = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "-n", "-p",
