@@ -11,7 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO, VTEST, require_media
+
+pytestmark = pytest.mark.slow  # a snakemake dry run in a subprocess (about 25 s on 2 shared cores)
 
 # libraries that only fitting or running a model needs
 HEAVY = ("torch", "torchvision", "transformers", "lightgbm", "sklearn", "facenet_pytorch", "tensorflow")
