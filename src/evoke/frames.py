@@ -203,16 +203,21 @@ def sample_frames(
     short_side: int = 360,
     backend: str = "pyav",
     info: dict | None = None,
+    targets: np.ndarray | None = None,
 ) -> Iterator[tuple[int, float, float, np.ndarray]]:
     """Yield ``(index, target_time_s, frame_time_s, rgb)`` for each target time.
 
     ``rgb`` is (H, W, 3) uint8, upright and scaled (see :func:`output_size`).
     Targets whose frame cannot be decoded are not yielded (callers mask them).
     ``info`` is the :func:`evoke.media.probe` dict when the caller has it.
+    ``targets``: ascending times (s) to sample instead of the ``rate_hz`` grid
+    (:func:`target_times`), e.g. the seconds of a segment of the video.
     """
     path = Path(path)
     info = info or probe(path)
-    targets = target_times(info["duration_s"], rate_hz)
+    if targets is None:
+        targets = target_times(info["duration_s"], rate_hz)
+    targets = np.asarray(targets, dtype=np.float64)
     if backend == "decord":
         yield from _sample_decord(path, targets, short_side, info)
         return

@@ -41,7 +41,6 @@ import polars as pl
 from tqdm import tqdm
 
 from evoke import EvokeError
-from evoke.heads.models import pad_repeat_first, resample_steps
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +254,10 @@ class FeatureSet:
 
     def sequence(self, video_id: str, time_s: float | None, length: int) -> dict[str, np.ndarray]:
         """{extractor: (length, D)} for a video (resampled) or the window ending at ``time_s``."""
+        # evoke.heads.models defines the torch networks: imported here, not with this module,
+        # which planning the workflow imports (workflow/rules/train.smk)
+        from evoke.heads.models import pad_repeat_first, resample_steps
+
         out = {}
         for e in self.extractors:
             f = self.data[video_id][e]

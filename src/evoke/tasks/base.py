@@ -35,7 +35,6 @@ import polars as pl
 from evoke import EvokeError
 from evoke.config import fingerprint
 from evoke.heads.data import DEFAULT_MEMORY_MB, FeatureSet, HeadDataError
-from evoke.heads.full import FullConfig, fit_full, resolve_loss
 from evoke.heads.light import LIGHT_HEADS, fit_binary_columns_model, fit_distribution_model
 from evoke.predict.model import IDENTITY_KEYS, FullPart, HeadModel, LightPart, PredictError, feature_identity, \
     frames_identity, full_head_kwargs, save_model
@@ -192,6 +191,10 @@ class Task:
         self.val_fraction = float(self.settings.get("val_fraction", 0.2))
         full = dict(self.settings.get("full", {}))
         full.setdefault("seed", self.seed)
+        # evoke.heads.full (torch) is imported by the methods that need it, never at import:
+        # planning the workflow reads TASKS and must not pay for (or need) torch
+        from evoke.heads.full import FullConfig
+
         self.full_cfg = FullConfig.for_task(self.name, full)
         self.seq_len = self.full_cfg.seq_len
         self.lgbm_params = dict(self.settings.get("lightgbm", {}))
@@ -245,6 +248,8 @@ class Task:
             self.fitted = self.head_model(head, feats, data.target_names, [(None, LightPart(model))])
             return {s: model.predict(X[s]) for s in targets}, info
         if head == "full":
+            from evoke.heads.full import fit_full
+
             self._check_classes(data)
             preds, history, net = fit_full(feats, tr.as_dict(), data.splits["val"].as_dict(),
                                            [data.splits[s].as_dict() for s in targets], self.full_loss,
@@ -273,6 +278,8 @@ class Task:
         """A trained full-head network as a saved-model part (its constructor arguments recorded);
         ``loss``: the task's, recorded as the loss the run trained and linked with (``train.full.loss``
         or the task's defaults may replace it: :func:`~evoke.heads.full.resolve_loss`)."""
+        from evoke.heads.full import resolve_loss
+
         return FullPart(net, resolve_loss(loss, self.full_cfg),
                         full_head_kwargs(net, feats.dims, n_outputs, n_branches, self.full_cfg))
 

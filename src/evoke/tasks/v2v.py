@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from evoke.heads.full import fit_full_pairwise
 from evoke.heads.light import LIGHT_HEADS, fit_pairwise_model
 from evoke.metrics import listwise_accuracy, pairwise_accuracy, random_listwise_baseline, \
     random_pairwise_baseline
@@ -113,6 +112,8 @@ class V2vTask(Task):
             if len(p_tr) == 0 or len(p_va) == 0:
                 raise TaskError(f"full head needs training and validation pairs with features "
                                 f"(have {len(p_tr)} and {len(p_va)})")
+            from evoke.heads.full import fit_full_pairwise  # torch: only when a full head is fitted
+
             scores, history, net = fit_full_pairwise(feats, vids, p_tr, p_va, self.full_cfg,
                                                      out_dir / "checkpoint", stop_after_epoch=stop_after_epoch)
             self.fitted = self.head_model(head, feats, data.target_names,

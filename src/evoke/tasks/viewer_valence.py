@@ -60,7 +60,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from evoke.heads.full import fit_full
 from evoke.heads.light import LIGHT_HEADS, fit_binary_columns_model
 from evoke.predict.model import ConstantPart, LightPart
 from evoke.tasks.base import (
@@ -253,6 +252,8 @@ class ViewerValenceTask(Task):
                                                    self.seed, self._params(head))
             self.fitted = self.head_model(head, feats, data.target_names, [(None, LightPart(model))])
             return {s: model.predict(X[s]) for s in ("val", "test")}, info
+        from evoke.heads.full import fit_full  # torch: only when a full head is fitted
+
         self._check_classes(data)
         if head == "full_multitask":
             d = {s: data.splits[s].as_dict() for s in data.splits}
