@@ -4,6 +4,7 @@ the runs' test sets differ."""
 
 import json
 import math
+import re
 import shutil
 
 import numpy as np
@@ -16,8 +17,10 @@ from evoke.tasks import run_task
 from .conftest import FAST
 
 
-def md_tables(md: str) -> dict[str, list[dict]]:
-    """``## task`` -> rows of its Markdown table as dicts (header -> cell)."""
+def md_tables(md: str, raw: bool = False) -> dict[str, list[dict]]:
+    """``## task`` -> rows of its Markdown table as dicts (header -> cell). Headers lose their
+    direction arrow and unit (``kl ↓`` -> ``kl``, ``n train/val/test (videos)`` -> ``n train/val/test``);
+    cells keep only their value (no marks, no interval) unless ``raw``."""
     out, task, header = {}, None, None
     for line in md.splitlines():
         if line.startswith("## "):
@@ -25,8 +28,10 @@ def md_tables(md: str) -> dict[str, list[dict]]:
         elif line.startswith("| ") and task:
             cells = [c.strip() for c in line.strip("|").split("|")]
             if header is None:
-                header = cells
-            else:
+                header = [re.sub(r" (↑|↓|\(\w+\))$", "", c) for c in cells]
+            elif not set("".join(cells)) <= set("-"):
+                if not raw:
+                    cells = cells[:4] + [c.split(" ")[0] if c else c for c in cells[4:]]
                 out.setdefault(task, []).append(dict(zip(header, cells)))
     return out
 
@@ -38,16 +43,8 @@ def _pyldl_kl(P, Q):
 
 
 @pytest.fixture(scope="module")
-def report(syn_dir, tmp_path_factory):
-    d = tmp_path_factory.mktemp("rep") / "synthetic"
-    d.mkdir()
-    for sub in ("features", "ingest", "labels"):
-        (d / sub).symlink_to(syn_dir / sub)
-    settings = FAST | {"predict_all_splits": True}
-    for task, head, feats in (("vce", "linear", ["colour"]), ("vce", "lightgbm", ["colour", "motion"]),
-                              ("viewer_valence", "linear", ["colour", "motion"])):
-        run_task(task, head, feats, d, d / "train" / task / head / "+".join(feats), settings)
-    summary = build_report(d, d / "report", perplexity=3)
+def report(report_runs):
+    d, summary = report_runs
     return d, summary, md_tables((d / "report" / "report.md").read_text())
 
 
@@ -111,7 +108,7 @@ def test_baselines_per_feature_set_when_test_sets_differ(report, tmp_path):
     rec["n"]["test"] -= 3
     rec["baselines"]["mean_distribution"]["kl"] += 0.5
     f.write_text(json.dumps(rec))
-    build_report(d2, d2 / "report", perplexity=3)
+    build_report(d2, d2 / "report", perplexity=3, bootstrap=0)
     tables = md_tables((d2 / "report" / "report.md").read_text())
     rows = [r for r in tables["vce"] if r["head"] == "baseline: mean_distribution"]
     assert sorted(r["features"] for r in rows) == ["colour", "colour+motion"]
