@@ -157,13 +157,21 @@ LOSS_TEXT = {
 
 
 def run_loss(r: dict) -> str:
-    """The loss a full-head run trained with (its settings' ``full.loss``, else the task's)."""
+    """The loss a full-head run trained with: as its model card records it (``model/model.json``),
+    else as its settings resolve (``full.loss``, else the task's paper default)."""
+    import json
+
     from evoke import EvokeError
     from evoke.heads.full import FullConfig, resolve_loss
     from evoke.tasks import get_task
 
+    card = Path(r.get("dir", "")) / "model" / "model.json"
+    if card.exists():
+        loss = next((p["loss"] for p in json.loads(card.read_text()).get("parts", []) if p.get("loss")), None)
+        if loss:
+            return loss
     task = get_task(r["task"])
-    default = task.full_loss or ("pairwise_bce" if "pairs" in getattr(task, "label_files", {}) else "")
+    default = task.full_loss or ("pairwise_bce" if "pairs" in task.label_files else "")
     full = dict((r.get("settings") or {}).get("full") or {})
     try:
         return resolve_loss(default, FullConfig.for_task(r["task"], full))
