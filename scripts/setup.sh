@@ -16,6 +16,8 @@ command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 [ -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ] || need+=(opencv-doc)
 [ -d /usr/share/sounds/alsa ] || need+=(alsa-utils)
+# headless Chromium renders the HTML report in its test (tests/heads/test_report_browser.py)
+command -v chromium >/dev/null || need+=(chromium)
 if [ "${EVOKE_WITH_SLURM:-0}" = 1 ]; then
   for b in slurmctld slurmd sinfo munged; do
     command -v "$b" >/dev/null || { need+=(slurmctld slurmd slurm-client munge); break; }

@@ -35,11 +35,13 @@ def test_train_and_report_cli(tmp_path, cli):
     assert (d / "train" / "vce" / "full" / "colour+motion" / "checkpoint" / "best.pt").exists()
 
     rc = cli(["report", "--dataset", "tiny", "--dataset-dir", str(d), "--out", str(d / "report"),
-              "--perplexity", "3"])
+              "--perplexity", "3", "--bootstrap", "50", "--bootstrap-seed", "7"])
     assert rc == 0
     rep = d / "report"
     summary = json.loads((rep / "metrics.json").read_text())
     assert len(summary["runs"]) == 4 and summary["config_hash"]
+    assert summary["bootstrap"] == {"replicates": 50, "seed": 7}
+    assert all(r["bootstrap"]["replicates"] == 50 and r["bootstrap"]["intervals"] for r in summary["runs"])
     assert all("baselines" in r and "seed" in r and r["config_hash"] for r in summary["runs"])
     html = (rep / "report.html").read_text()
     assert "<table>" in html and (rep / "report.md").exists()

@@ -1,10 +1,13 @@
-# Stage 6, report: every train job's metrics beside the baselines, with plots.
+# Stage 6, report: every train job's metrics beside the baselines, with bootstrap intervals
+# (from the runs' test predictions and the label tables) and plots.
 #   results/{dataset}/report/metrics.json, report.html, report.md and PNG plots beside them.
 
 
 rule report_build:
     input:
-        train_outputs(),
+        metrics=train_outputs(),
+        # the bootstrap intervals re-score each run's test predictions
+        predictions=[m.replace("metrics.json", "predictions.parquet") for m in train_outputs()],
     output:
         metrics=report(f"{D}/report/metrics.json", category="Metrics"),
         html=report(f"{D}/report/report.html", category="Report"),
@@ -18,7 +21,7 @@ rule report_build:
         out=f"{D}/report",
     shell:
         "{EVOKE} report --dataset {DATASET} --out {params.out:q} --perplexity {params.perplexity}"
-        " {input:q} > {log:q} 2>&1"
+        " {input.metrics:q} > {log:q} 2>&1"
 
 
 rule report:

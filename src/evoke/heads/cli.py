@@ -72,7 +72,8 @@ def cmd_report(args) -> int:
 
     dataset_dir = args.dataset_dir or Path("results") / args.dataset
     out = args.out or dataset_dir / "report"
-    build_report(dataset_dir, out, inputs=args.inputs or None, dataset=args.dataset, perplexity=args.perplexity)
+    build_report(dataset_dir, out, inputs=args.inputs or None, dataset=args.dataset, perplexity=args.perplexity,
+                 bootstrap=args.bootstrap, bootstrap_seed=args.bootstrap_seed)
     return 0
 
 
@@ -115,4 +116,8 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, help="default: results/{dataset}/report")
     p.add_argument("inputs", nargs="*", type=Path, help="metrics.json files (default: every one under train/)")
     p.add_argument("--perplexity", type=float, default=5.0, help="t-SNE perplexity (small for the demo)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="resamples of each run's test set for the 95%% intervals of its metrics (0: none; "
+                        "default 1000)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the resampling (default 0)")
     p.set_defaults(func=cmd_report)

@@ -177,6 +177,10 @@ class Task:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # what the report says about the task: what ``n`` counts (its units) and where the task
+    # and its metrics come from
+    unit: ClassVar[str] = "videos"
+    citation: ClassVar[str] = ""
     per_second: ClassVar[bool] = False
     uses_features: ClassVar[bool] = True
     heads: ClassVar[tuple[str, ...]] = ("lightgbm", "linear", "full")

@@ -35,6 +35,9 @@ def seconds_from_windows(df: pl.DataFrame) -> pl.DataFrame:
 class DanmakuLdlTask(Task):
     name = "danmaku_ldl"
     description = "per-second 6-emotion danmaku distribution"
+    unit = "seconds"
+    citation = ("emotions after Parrott 2001, \"Emotions in Social Psychology\"; the six LDL measures of "
+                "Geng 2016, \"Label Distribution Learning\", IEEE TKDE 28(7)")
     per_second = True
     label_files = {"danmaku": "labels/danmaku_seconds.parquet"}
     kind = "distribution"

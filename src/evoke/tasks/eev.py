@@ -28,6 +28,9 @@ from evoke.tasks.base import Task, TaskData, TaskError, Units, register_task, sp
 class EevTask(Task):
     name = "eev"
     description = "per-second evoked expressions, multi-label"
+    unit = "seconds"
+    citation = ("Sun et al. 2021, \"EEV: A Large-Scale Dataset for Studying Evoked Expressions from Video\", "
+                "arXiv:2001.05488; MAP and GAP as YouTube-8M's eval.py")
     per_second = True
     label_files = {"eev": "labels/eev.parquet"}
     kind = "binary"

@@ -68,6 +68,9 @@ def fit_regression(head: str, X: np.ndarray, Y: np.ndarray, predict: list[np.nda
 class LirisAccedeTask(Task):
     name = "liris_accede"
     description = "valence and arousal per excerpt, regression (MSE, Pearson r)"
+    unit = "excerpts"
+    citation = ("Baveye et al. 2015, \"LIRIS-ACCEDE: A Video Database for Affective Content Analysis\", "
+                "IEEE Transactions on Affective Computing 6(1)")
     label_files = {"liris_accede": "labels/liris_accede.parquet"}
     kind = "regression"
     full_loss = "mse"

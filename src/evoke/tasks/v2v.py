@@ -38,6 +38,9 @@ def _split_of(units: Units, data: TaskData) -> str:
 class V2vTask(Task):
     name = "v2v"
     description = "pairwise pleasantness: one score per video"
+    unit = "videos"  # n counts the videos of the split's pairs; the metrics are over n_pairs and n_lists
+    citation = ("Mazeika et al. 2022, \"How Would The Viewer Feel? Estimating Wellbeing From Video Scenarios\", "
+                "NeurIPS Datasets and Benchmarks (V2V)")
     label_files = {"pairs": "labels/v2v_pairs.parquet"}
     optional_label_files = {"lists": "labels/v2v_lists.parquet"}
 

@@ -29,6 +29,8 @@ from evoke.tasks.v2v import V2vTask
 class V2vFromEmotionsTask(V2vTask):
     name = "v2v_from_emotions"
     description = "pairwise pleasantness from the 27-d emotion labels (and joy only)"
+    citation = ("Mazeika et al. 2022, \"How Would The Viewer Feel? Estimating Wellbeing From Video Scenarios\", "
+                "NeurIPS Datasets and Benchmarks (emotions to V2V pleasantness)")
     uses_features = False
     heads = ("linear",)
     label_files = {"pairs": "labels/v2v_pairs.parquet", "vce": "labels/vce.parquet"}

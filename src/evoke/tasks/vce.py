@@ -69,6 +69,9 @@ def released_top(df: pl.DataFrame) -> list[list[str]] | None:
 class VceTask(Task):
     name = "vce"
     description = "27-emotion response distribution per video"
+    unit = "videos"
+    citation = ("Mazeika et al. 2022, \"How Would The Viewer Feel? Estimating Wellbeing From Video Scenarios\", "
+                "NeurIPS Datasets and Benchmarks (VCE)")
     label_files = {"vce": "labels/vce.parquet"}
     kind = "distribution"
     full_loss = "l1_softmax"

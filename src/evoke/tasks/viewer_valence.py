@@ -132,6 +132,9 @@ def fold_accuracy(pred: np.ndarray, units: Units, groups: list | None) -> dict[s
 class ViewerValenceTask(Task):
     name = "viewer_valence"
     description = "binary valence per segment (or second), per viewer and for the average viewer"
+    unit = "segments"  # "seconds" with units: second (set in __init__)
+    citation = ("Hayat, Ventura and Lapedriza 2021, \"Recognizing Emotions evoked by Movies using Multitask "
+                "Learning\", ACII (COGNIMUSE)")
     per_second = True
     heads = ("lightgbm", "linear", "full", "full_multitask")
     label_files = {"viewer_valence": "labels/viewer_valence.parquet"}
@@ -150,6 +153,7 @@ class ViewerValenceTask(Task):
         self.units = protocol.get("units", "segment")
         if self.units not in ("segment", "second"):
             raise TaskError(f"viewer_valence: units must be segment or second, not {self.units!r}")
+        self.unit = "segments" if self.units == "segment" else "seconds"
         self.folds = protocol.get("folds")
 
     def label_paths(self, dataset_dir, overrides=None):
