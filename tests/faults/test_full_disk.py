@@ -9,12 +9,11 @@ uninterrupted run on a roomy disk. Lean: two demo clips, 48-pixel frames.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 
 import polars as pl
 import pytest
+from small_disk import mounted_tmpfs
 from test_kills import DEMO, content, finish, leftovers, start
 
 pytestmark = pytest.mark.slow
@@ -22,20 +21,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def small_results(tmp_path):
-    """An 8 MiB tmpfs for Snakemake's working directory (root only: CI runs as root and
-    must not skip)."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the full-disk workflow test needs to mount a tmpfs: {proc.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
+    """An 8 MiB tmpfs for Snakemake's working directory."""
+    with mounted_tmpfs(tmp_path / "small", "8m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _project(work, manifest):

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from small_disk import mounted_tmpfs
 from evoke.config import validate_config
 from evoke.frames import frames_shard
 from evoke.manifest import assign_shards, read_manifest, shard_rows
@@ -156,18 +157,9 @@ def test_parts_survive_a_kill_between_the_shard_file_and_its_status(media, tmp_p
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    """A 3 MiB tmpfs (root only: CI runs as root and must not skip)."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the full-disk tests need root (mount -t tmpfs)")
-        pytest.skip("needs root to mount a tmpfs")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
-    try:
+    """A 3 MiB tmpfs."""
+    with mounted_tmpfs(tmp_path / "small", "3m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_a_full_disk_fails_the_frames_job_with_one_message_and_nothing_half_written(media, small_tmpfs):
