@@ -243,27 +243,43 @@ def sample_frames(
 
 
 def _sample_decord(path: Path, targets: np.ndarray, short_side: int, info: dict):
+    """The decord backend of :func:`sample_frames` (same targets, same masking).
+
+    decord raises a plain ``RuntimeError`` ("Error reading ...") when it cannot open
+    a file (zero bytes, random bytes, no moov atom) and ``decord.DECORDError`` when
+    a packet does not decode: both are the video's fault and become a
+    :class:`~evoke.media.MediaError` (one failed row, the shard goes on). A packet
+    that does not decode ends the video there, the later seconds masked, as with
+    PyAV ("keep what was decoded"). decord not installed is the environment's
+    fault (:class:`~evoke.media.EnvironmentFailure`: the job stops, no video fails).
+    """
+    from evoke.media import EnvironmentFailure
+
     try:
         import decord
     except ImportError as exc:
-        raise EvokeError(
+        raise EnvironmentFailure(
             "frames backend 'decord' is not installed: pip install decord, or set frames.backend: pyav"
         ) from exc
+    decord_errors = (RuntimeError, decord.DECORDError)
     w, h = output_size(info["width"], info["height"], short_side)
     try:
         vr = decord.VideoReader(str(path), width=w, height=h, num_threads=1)
-        stamps = vr.get_frame_timestamp(np.arange(len(vr)))
-    except decord.DECORDError as exc:  # one video's failure, in the shard's error list
+        n = len(vr)
+        stamps = vr.get_frame_timestamp(np.arange(n)) if n else np.zeros((0, 2))
+    except decord_errors as exc:  # one video's failure, in the shard's error list
         raise MediaError(f"{path.name}: decord cannot open the video: {_one_line(exc)}") from exc
+    if n == 0:
+        raise MediaError(f"{path.name}: decord finds no video frame")
     starts, ends = stamps[:, 0], stamps[:, 1]
     for i, t in enumerate(targets):
         idx = int(np.searchsorted(starts, t + 1e-9, side="right")) - 1
         idx = max(idx, 0)
-        if t >= ends[idx] - 1e-9 and idx == len(vr) - 1:
+        if t >= ends[idx] - 1e-9 and idx == n - 1:
             return  # past the last frame's display: masked, as with PyAV
         try:
             img = vr[idx].asnumpy()
-        except decord.DECORDError as exc:  # a corrupt or missing frame: the rest is masked
+        except decord_errors as exc:  # a corrupt packet: the rest is masked
             log.warning("%s: decord stopped at frame %d: %s", path.name, idx, _one_line(exc))
             return
         yield i, float(t), float(starts[idx]), _upright(img, info["rotation"])

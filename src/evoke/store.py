@@ -395,7 +395,8 @@ def run_shard(
     already finished with the same fingerprint (a killed earlier run) is reused.
     A video that raises one of ``errors`` gets a failed status row and the shard
     goes on; an error for lack of disk space stops the job instead
-    (:class:`DiskFull`), and so does having less free space than
+    (:class:`DiskFull`), as does an :class:`~evoke.media.EnvironmentFailure`
+    (a missing package, a failed file system), and so does having less free space than
     ``part_bytes(payload)`` (an upper bound of the part's size) before a part
     is written. The parts are then copied into ``out`` (atomically); with
     ``status_out``, the status table (``status_table(rows)``) is written next,
@@ -409,6 +410,8 @@ def run_shard(
     Returns one status dict per item: ``video_id, status, error`` and the stats.
     """
     import h5py
+
+    from evoke.media import EnvironmentFailure
 
     out = Path(out)
     what = f"{desc} ({out})"
@@ -429,8 +432,8 @@ def run_shard(
                 else:
                     log.info("%s: reusing the finished part of an earlier run", vid)
                 status.append({"video_id": vid, "status": "ok", "error": None, **stats})
-            except DiskFull:
-                raise
+            except (DiskFull, EnvironmentFailure):
+                raise  # the machine's failure, not the video's: the job stops
             except errors as exc:
                 if is_disk_full(exc):
                     raise DiskFull(f"{parts_dir}: disk full while writing video {vid}: {exc}; free disk "

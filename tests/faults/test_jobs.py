@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from small_disk import mounted_tmpfs
 from evoke.config import validate_config
 from evoke.frames import frames_shard
 from evoke.manifest import assign_shards, read_manifest, shard_rows
@@ -156,18 +157,9 @@ def test_parts_survive_a_kill_between_the_shard_file_and_its_status(media, tmp_p
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    """A 3 MiB tmpfs (root only: CI runs as root and must not skip)."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the full-disk tests need root (mount -t tmpfs)")
-        pytest.skip("needs root to mount a tmpfs")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
-    try:
+    """A 3 MiB tmpfs."""
+    with mounted_tmpfs(tmp_path / "small", "3m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_a_full_disk_fails_the_frames_job_with_one_message_and_nothing_half_written(media, small_tmpfs):
@@ -265,3 +257,56 @@ def test_torch_features_do_not_depend_on_the_jobs_thread_count(media, tmp_path):
         torch.set_num_threads(old)
     np.testing.assert_array_equal(values[1, 1], values[2, 1])
     assert not np.array_equal(values[1, 1], values[2, 2])  # the count matters, hence fixed and recorded
+
+
+# --- the decord backend's errors --------------------------------------------------------------
+
+def test_decord_errors_fail_only_their_video_and_the_shard_goes_on(media, tmp_path):
+    """A file decord cannot open (RuntimeError) fails its video; one with corrupt packets
+    (DECORDError mid-stream) keeps the seconds before them; the good videos around them
+    get exactly the frames they get alone."""
+    pytest.importorskip("decord")
+    settings = dict(FRAMES, backend="decord")
+    rows = _rows(tmp_path, media, ["cfr", "noaudio"])
+    data = bytearray(media["cfr"].read_bytes())
+    data[len(data) // 3: len(data) // 3 + 3000] = b"\xff" * 3000  # packets around 2 s unreadable
+    vdir = tmp_path / "ingest" / "videos"
+    (vdir / "corrupt").mkdir()
+    (vdir / "corrupt" / "video.mp4").write_bytes(bytes(data))
+    (vdir / "gone").mkdir()
+    (vdir / "gone" / "video.mp4").write_text("this is not a video\n" * 20)  # replaced after ingest
+    cfr = rows.filter(pl.col("video_id") == "cfr")
+    broken = pl.concat([
+        cfr.with_columns(video_id=pl.lit(k), video_path=pl.lit(f"ingest/videos/{k}/video.mp4"))
+        for k in ("gone", "corrupt")])
+    shard = pl.concat([rows[:1], broken, rows[1:]])  # cfr, gone, corrupt, noaudio
+    out, status = tmp_path / "frames" / "s00000.h5", tmp_path / "frames" / "s00000.status.parquet"
+    got = frames_shard(shard, tmp_path, settings, "s00000", out, status_out=status)
+    assert got["status"].to_list() == ["ok", "failed", "ok", "ok"]
+    assert got["error"][1].startswith("video.mp4: decord cannot open the video: Error reading")
+    assert "\n" not in got["error"][1]
+    corrupt = got.row(2, named=True)
+    assert 1 <= corrupt["n_valid"] < corrupt["n_frames"] == 6
+    alone = tmp_path / "alone.h5"
+    frames_shard(rows, tmp_path, settings, "s00001", alone)
+    with h5py.File(out) as f, h5py.File(alone) as a:
+        assert sorted(f) == ["cfr", "corrupt", "noaudio"]
+        mask = f["corrupt"]["mask"][()]
+        assert mask[: corrupt["n_valid"]].all() and not mask[corrupt["n_valid"]:].any()  # the seconds before
+        np.testing.assert_array_equal(f["corrupt"]["frames"][: corrupt["n_valid"]],
+                                      a["cfr"]["frames"][: corrupt["n_valid"]])
+        for vid in ("cfr", "noaudio"):
+            np.testing.assert_array_equal(f[vid]["frames"][()], a[vid]["frames"][()])
+            assert f[vid]["mask"][()].all()
+    assert _hidden(tmp_path / "frames") == []
+
+
+def test_decord_missing_stops_the_job_and_fails_no_video(media, tmp_path, monkeypatch):
+    from evoke.media import EnvironmentFailure
+
+    monkeypatch.setitem(sys.modules, "decord", None)  # `import decord` raises ImportError
+    rows = _rows(tmp_path, media, ["noaudio"])
+    out, status = tmp_path / "frames" / "s00000.h5", tmp_path / "frames" / "s00000.status.parquet"
+    with pytest.raises(EnvironmentFailure, match="frames backend 'decord' is not installed"):
+        frames_shard(rows, tmp_path, dict(FRAMES, backend="decord"), "s00000", out, status_out=status)
+    assert not out.exists() and not status.exists()

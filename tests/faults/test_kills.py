@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,14 +49,18 @@ STAGES = {
 NOT_BITWISE = ("labels/danmaku/scored.parquet", "labels/viewer_valence.parquet",
                "labels/viewer_valence_segments.parquet")
 KILLS = ("worker", "group", "term")
-KILLS_PER_STAGE = {"ingest": 4, "frames": 4, "features": 5, "labels": 5, "train": 6}
+KILLS_PER_STAGE = {"ingest": 4, "frames": 4, "features": 5, "labels": 5, "train": 5}
+# from this kill of a stage on, a forced rerun is killed even while the stage has unforced work:
+# the heads train while the labels are built, so theirs always are; frames' last two, so that
+# an interrupted `--forcerun frames_shard` is always among the kills (it once lost a shard)
+FORCED_FROM = {"frames": 2, "train": 0}
 # a stage's rules, rerun with --forcerun when its jobs all finished in an earlier restart (jobs
 # of later stages run beside the killed stage's): the forced rerun is killed instead, and the
-# plain command must then redo it (an interrupted --forcerun)
-# Not frames: a killed `--forcerun frames_shard` left two parts behind and a shard file that
-# differs from the uninterrupted run's (found 2026-12-01, open in issue 12); frames are
-# killed only while they run unforced.
-FORCE = {"ingest": ("ingest_shard",), "features": ("features_shard", "features_shard_gpu"),
+# plain command must then redo it (an interrupted --forcerun: the killed job's outputs are
+# gone while the next stage's are still there, and only a target that lists them gets them
+# rebuilt: rules frames, features and train do)
+FORCE = {"ingest": ("ingest_shard",), "frames": ("frames_shard",),
+         "features": ("features_shard", "features_shard_gpu"),
          "labels": ("labels_vce", "labels_v2v_votes", "labels_eev", "labels_viewers", "danmaku_train"),
          "train": ("train_head",)}
 
@@ -211,10 +216,9 @@ def test_kills_anywhere_then_the_same_command_give_the_uninterrupted_runs_conten
     refused_second = False
     for stage in STAGES:
         n = 0
-        # the heads train while the labels are still being built, so by now they are done:
-        # their kills are always of a forced retraining
-        forced = stage == "train"
+        forced = False
         while n < KILLS_PER_STAGE[stage]:
+            forced = forced or n >= FORCED_FROM.get(stage, KILLS_PER_STAGE[stage])
             how = KILLS[len(hits) % len(KILLS)]
             force = ("--forcerun", *FORCE[stage]) if forced else ()
             proc = start(work, *TARGETS, *force)
@@ -231,7 +235,7 @@ def test_kills_anywhere_then_the_same_command_give_the_uninterrupted_runs_conten
                 refused_second = True
             if not kill_in(proc, stage, how, rng):
                 finish(proc)  # the stage had no work left for another kill
-                if forced or stage not in FORCE:
+                if forced:
                     break
                 forced = True  # kill a forced rerun of the stage instead
                 continue
@@ -240,13 +244,14 @@ def test_kills_anywhere_then_the_same_command_give_the_uninterrupted_runs_conten
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.communicate()
-            hits.append((stage, how))
+            hits.append((stage, f"{how}+forced" if forced else how))
             n += 1
     out = finish(start(work, *TARGETS))
     assert "--unlock" not in out and "IncompleteFilesException" not in out
     summary = json.dumps(hits)
     assert len(hits) >= 20, summary
     assert {s for s, _ in hits} == set(STAGES), summary
+    assert any(s == "frames" and how.endswith("+forced") for s, how in hits), summary
     assert refused_second
     got = content(work / "results" / "k")
     differ = sorted(k for k in set(expected) | set(got) if expected.get(k) != got.get(k))
@@ -275,3 +280,33 @@ def test_batch_size_device_and_an_unrelated_weights_path_rerun_nothing(project):
         [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "2", "-n",
          "features", "--config", f"features={json.dumps(changed)}"], capture_output=True, text=True, timeout=300)
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:] + dry.stderr[-3000:]
+
+
+def test_a_stage_target_rebuilds_the_shard_files_an_interrupted_forcerun_removed(project):
+    """A killed `--forcerun frames_shard` (or features_shard) removed a shard's outputs while
+    the next stage's, and the merges', are still newer: the stage targets must ask for them."""
+    ref = project / "reference"
+    if not (ref / "results" / "k" / "features" / "index.parquet").exists():
+        pytest.skip("needs the reference run of the kill test")
+    work = project / "forced"
+    shutil.copytree(ref, work, symlinks=True)
+
+    def planned(*targets: str) -> str:
+        dry = subprocess.run(
+            [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "2", "-n",
+             *targets], capture_output=True, text=True, timeout=300)
+        assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+        return dry.stdout + dry.stderr
+
+    frames = work / "results" / "k" / "frames"
+    for p in (frames / "s00001.h5", frames / "s00001.status.parquet"):
+        p.unlink()  # what Snakemake does when the forced job starts; then the kill
+    for targets in (TARGETS, ("frames",)):  # TARGETS holds features (train: checked below)
+        assert "frames_shard " in planned(*targets), targets
+    for p in (frames / "s00001.h5", frames / "s00001.status.parquet"):
+        shutil.copy2(ref / p.relative_to(work), p)  # back as they were, mtimes too
+    colour = work / "results" / "k" / "features" / "colour"
+    for p in (colour / "s00002.h5", colour / "s00002.status.parquet"):
+        p.unlink()
+    out = planned("train")
+    assert "features_shard " in out and "frames_shard " not in out, out

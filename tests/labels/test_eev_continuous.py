@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import polars as pl
 import pytest
@@ -56,17 +58,67 @@ def test_eev_units_and_bad_rows(tmp_path):
         ("v", 2000, "", ""),          # no scores (test split)
         ("v", 500, 0.9, 0.9),         # duplicate timestamp
         ("ghost", 0, 0.5, 0.5),       # unknown video
-        ("v", 10 ** 14, 0.5, 0.5),    # absurd: 3 years
+        ("v", 10 ** 14, 0.5, 0.5),    # 3 years: past the video's end
+        ("v", "inf", 0.5, 0.5),       # not finite
     ]
     p = eev_csv(tmp_path, rows, unit="milliseconds")
-    res = eev_1hz(read_eev(p, EXPR), EevConfig(expressions=EXPR), VideoIndex.from_ids(["v"]))
-    assert res.dropped.counts == {"all_zero": 1, "impossible_timestamp": 3, "score_out_of_range": 1,
-                                  "no_scores": 1, "duplicate_timestamp": 1, "unknown_video": 1}
+    res = eev_1hz(read_eev(p, EXPR), EevConfig(expressions=EXPR), VideoIndex.from_ids(["v"]), {"v": 5.0})
+    assert res.dropped.counts == {"all_zero": 1, "impossible_timestamp": 3, "after_video_end": 1,
+                                  "score_out_of_range": 1, "no_scores": 1, "duplicate_timestamp": 1,
+                                  "unknown_video": 1}
     assert res.table["n_samples"].to_list() == [2]
     with pytest.raises(LabelError, match="unknown timestamp unit"):
         read_eev(eev_csv(tmp_path, rows, unit="fortnights", name="x.csv"), EXPR)
     with pytest.raises(LabelError, match="lack expression"):
         read_eev(p)  # the 15 EEV columns are not there
+
+
+def _dense_eev_majority(times, scores, stride, window, threshold):
+    """The plain reading of the module docstring: every grid second from 0 to the last
+    sample's, its window's samples counted by brute force (an independent check)."""
+    rows = []
+    for k in range(int(np.floor(times.max() / stride)) + 1):
+        lo = k * stride + stride / 2 - window / 2
+        inside = (times >= lo) & (times < lo + window)
+        if inside.any():
+            high = (scores[inside] >= threshold).sum(axis=0)
+            rows.append((k * stride, int(inside.sum()), *(2 * high > inside.sum()).astype(int)))
+    return rows
+
+
+@pytest.mark.parametrize("stride, window", [(1.0, 3.0), (0.5, 2.0), (2.0, 1.0)])
+def test_eev_seconds_from_the_samples_match_a_dense_grid(stride, window):
+    rng = np.random.default_rng(int(stride * 10 + window))
+    times = np.unique(np.round(np.concatenate([rng.uniform(0, 40, 150), rng.uniform(80, 90, 30)]), 3))
+    scores = rng.uniform(0.01, 1, (times.size, 2))
+    df = pl.DataFrame({"video_id": ["v"] * times.size, "time_s": times,
+                       "amusement": scores[:, 0], "awe": scores[:, 1]})
+    got = eev_1hz(df, EevConfig(expressions=EXPR, window_s=window, stride_s=stride)).table
+    assert got.select("time_s", "n_samples", *EXPR).rows() == _dense_eev_majority(times, scores, stride, window, 0.5)
+
+
+def test_eev_keeps_a_replay_past_24_hours_and_drops_only_what_is_past_the_video_end(tmp_path, run_cli):
+    # a reaction to a live-stream replay: samples at 0-2 s and past 100 hours
+    hours = 100 * 3600
+    rows = [("live", round(t * 1e6), 0.9, 0.1) for t in (0.0, 0.5, 1.0, hours + 0.2, hours + 0.7)]
+    rows += [("clip", round(t * 1e6), 0.9, 0.1) for t in (0.0, 0.5, 9.5, 10.0, 3e5)]  # a 10 s clip
+    csv = eev_csv(tmp_path, rows)
+    res = eev_1hz(read_eev(csv, EXPR), EevConfig(expressions=EXPR))  # no durations: no upper bound
+    assert res.dropped.counts == {}
+    live = res.table.filter(pl.col("video_id") == "live")
+    assert live["time_s"].to_list() == [0.0, 1.0, 2.0, hours - 1.0, hours]
+    assert live["n_samples"].to_list() == [3, 3, 1, 2, 2]
+    probe = tmp_path / "probe.parquet"
+    pl.DataFrame({"video_id": ["live", "clip", "gone"], "status": ["ok", "ok", "failed"],
+                  "duration_s": [hours + 3600.0, 10.0, None]}).write_parquet(probe)
+    out, report = tmp_path / "eev.parquet", tmp_path / "eev.json"
+    rc, err = run_cli("labels", "eev", "--csv", csv, "--expressions", ",".join(EXPR), "--probe", probe,
+                      "--out", out, "--report", report)
+    assert rc == 0, err
+    table = pl.read_parquet(out)
+    assert table.filter(pl.col("video_id") == "live")["time_s"].to_list() == [0.0, 1.0, 2.0, hours - 1.0, hours]
+    assert table.filter(pl.col("video_id") == "clip")["time_s"].max() == 9.0  # 10.0 and 3e5 s: after the end
+    assert json.loads(report.read_text())["dropped"]["counts"] == {"after_video_end": 2}
 
 
 def test_eev_demo_end_to_end():

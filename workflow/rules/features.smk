@@ -63,3 +63,5 @@ rule features:
         rules.features_merge.output,
         # the per-shard files too: after an interrupted --forcerun, a missing one is rebuilt
         expand(f"{D}/features/{{extractor}}/{{shard}}.h5", extractor=EXTRACTOR_NAMES, shard=sorted(SHARDS)),
+        # and the frames stage's (an interrupted --forcerun frames_shard)
+        rules.frames.input,

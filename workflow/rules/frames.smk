@@ -40,5 +40,9 @@ rule frames_merge:
 rule frames:
     input:
         rules.frames_merge.output,
-        # kept frames only: a removed temp() file asked for here would be sampled again
+        # every shard's status (kept under frames.keep: false too) and the kept frames: an
+        # interrupted --forcerun frames_shard removed some, and Snakemake rebuilds a missing
+        # file only when a target asks for it (frames_merge, still newer, does not);
+        # a removed temp() file asked for here would be sampled again
+        shard_files(f"{D}/frames/{{shard}}.status.parquet"),
         shard_files(f"{D}/frames/{{shard}}.h5") if config["frames"]["keep"] else [],

@@ -103,3 +103,6 @@ rule train_head:
 rule train:
     input:
         train_outputs(),
+        # the feature stage's files when a head reads them (an interrupted --forcerun of
+        # frames_shard or features_shard: see rule features)
+        rules.features.input if any(TASKS[t].uses_features for t, _, _ in train_jobs()) else [],

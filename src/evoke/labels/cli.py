@@ -132,7 +132,8 @@ def cmd_eev(args) -> int:
     changes = {"method": args.method, "threshold": args.threshold, "window_s": args.window, "stride_s": args.stride}
     if args.expressions:
         changes["expressions"] = tuple(parse_list(args.expressions))
-    result = cls(cls.config_type().replace(**changes)).run(_videos(args), csv=args.csv, encoding=args.encoding)
+    result = cls(cls.config_type().replace(**changes)).run(_videos(args), csv=args.csv, encoding=args.encoding,
+                                                               probe=args.probe)
     return finish(result, args.out, args, "eev", args.csv)
 
 
@@ -252,6 +253,8 @@ def register(sub) -> None:
     p.add_argument("--window", type=float, help="window length, seconds (default 3)")
     p.add_argument("--stride", type=float, help="stride, seconds (default 1)")
     p.add_argument("--expressions", help="expression columns (default: the 15 EEV ones)")
+    p.add_argument("--probe", type=Path,
+                   help="probe table (ingest/probe.parquet): samples at or past a video's duration are dropped")
     _common(p)
     p.set_defaults(func=cmd_eev)
 

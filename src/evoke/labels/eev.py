@@ -27,10 +27,16 @@ of the second: [t + 0.5 - 1.5, t + 0.5 + 1.5) = [t - 1, t + 2); the stride is
 ``stride_s`` (1 s). Seconds whose window holds no sample are absent (no label).
 
 Dropped and counted: ``missing_id``, ``unknown_video``, ``impossible_timestamp``
-(not a number, negative, or past 24 h), ``score_out_of_range`` (a score not in
+(not a number, not finite, or negative), ``after_video_end`` (at or past the
+video's duration, when known: :func:`eev_1hz`'s ``durations``, the CLI's
+``--probe``), ``score_out_of_range`` (a score not in
 [0, 1] or not a number: the whole row), ``no_scores`` (every score empty: EEV's
 test split), ``all_zero`` (every score 0: the reaction video's face was lost),
-``duplicate_timestamp`` (the first is kept).
+``duplicate_timestamp`` (the first is kept). There is no fixed cap on times:
+a reaction to a live-stream replay can run past 100 hours, and only the video's
+own duration says a time is too late. The seconds are found from the samples
+(only seconds whose window holds one are computed), so one far-off time costs
+a row, not a grid up to it.
 """
 
 from __future__ import annotations
@@ -44,7 +50,6 @@ import numpy as np
 import polars as pl
 
 from evoke.labels.common import (
-    MAX_TIME_S,
     BuilderConfig,
     BuildResult,
     Dropped,
@@ -53,6 +58,7 @@ from evoke.labels.common import (
     VideoIndex,
     read_table,
     register_label_builder,
+    require_columns,
     split_column,
     to_float,
     with_row_numbers,
@@ -114,9 +120,35 @@ def read_eev(path: str | Path, expressions: tuple[str, ...] = EEV_EXPRESSIONS,
     )
 
 
+def probe_durations(probe: pl.DataFrame, source: str | Path = "probe table") -> dict[str, float]:
+    """``video_id -> duration_s`` of the ingested videos (status ok) of a probe table;
+    videos without a finite positive duration are left out (their duration is unknown)."""
+    require_columns(probe, ["video_id", "duration_s"], source, "probe table")
+    if "status" in probe.columns:
+        probe = probe.filter(pl.col("status") == "ok")
+    return {v: float(d) for v, d in probe.select("video_id", pl.col("duration_s").cast(pl.Float64)).iter_rows()
+            if v is not None and d is not None and np.isfinite(d) and d > 0}
+
+
+def _window_seconds(times: np.ndarray, stride: float, half: float) -> np.ndarray:
+    """The grid indices k (as floats) whose window [k*stride + stride/2 - half, ... + half)
+    may hold one of the sorted ``times``: a superset of those that do, from 0 to the
+    last sample's second, found from the samples (no grid up to a far-off time)."""
+    first = np.floor((times - stride / 2 - half) / stride)
+    steps = int(np.ceil(2 * half / stride)) + 2  # a window spans at most this many strides
+    k = (first[:, None] + np.arange(steps)[None, :]).ravel()
+    k = np.unique(k)
+    return k[(k >= 0) & (k <= np.floor(times[-1] / stride))]
+
+
 def eev_1hz(df: pl.DataFrame, config: EevConfig | None = None,
-            videos: VideoIndex | None = None) -> BuildResult:
-    """Resample EEV scores to 1 Hz (see the module docstring)."""
+            videos: VideoIndex | None = None, durations: dict[str, float] | None = None) -> BuildResult:
+    """Resample EEV scores to 1 Hz (see the module docstring).
+
+    ``durations`` (video id -> seconds, e.g. :func:`probe_durations`) drops the
+    samples at or past a video's end (``after_video_end``); a video without one
+    has no upper bound.
+    """
     config = config or EevConfig()
     expr = list(config.expressions)
     dropped = Dropped()
@@ -129,9 +161,15 @@ def eev_1hz(df: pl.DataFrame, config: EevConfig | None = None,
     if videos is not None:
         df = videos.filter_known(df, ["video_id"], dropped)
     t = pl.col("time_s")
-    bad_t = df.filter(t.is_null() | t.is_nan() | (t < 0) | (t > MAX_TIME_S))
+    bad_t = df.filter(t.is_null() | ~t.is_finite() | (t < 0))
     dropped.add_frame("impossible_timestamp", bad_t)
     df = df.join(bad_t.select("row"), on="row", how="anti")
+    if durations:
+        ends = pl.DataFrame({"video_id": list(durations), "_end_s": list(durations.values())},
+                            schema={"video_id": pl.String, "_end_s": pl.Float64})
+        late = df.join(ends, on="video_id", how="inner").filter(t >= pl.col("_end_s"))
+        dropped.add_frame("after_video_end", late.drop("_end_s"))
+        df = df.join(late.select("row"), on="row", how="anti")
     no_scores = df.filter(pl.all_horizontal(pl.col(e).is_null() for e in expr))
     dropped.add_frame("no_scores", no_scores)
     df = df.join(no_scores.select("row"), on="row", how="anti")
@@ -151,8 +189,7 @@ def eev_1hz(df: pl.DataFrame, config: EevConfig | None = None,
     for (vid,), g in df.sort("video_id", "time_s").group_by(["video_id"], maintain_order=True):
         times = g["time_s"].to_numpy()
         scores = g.select(expr).to_numpy()
-        n_steps = int(np.floor(times[-1] / config.stride_s)) + 1
-        grid = np.arange(n_steps) * config.stride_s
+        grid = _window_seconds(times, config.stride_s, half) * config.stride_s
         centre = grid + config.stride_s / 2
         lo = np.searchsorted(times, centre - half, side="left")
         hi = np.searchsorted(times, centre + half, side="left")
@@ -185,11 +222,14 @@ class EevBuilder(LabelBuilder):
 
     name = "eev"
     config_type = EevConfig
-    inputs = ("csv",)
+    inputs = ("csv", "durations?")
     description = "EEV CSV -> per-second expression labels"
 
-    def read(self, csv, encoding=None):
-        return {"csv": read_eev(csv, self.config.expressions, encoding)}
+    def read(self, csv, encoding=None, probe=None):
+        tables = {"csv": read_eev(csv, self.config.expressions, encoding)}
+        if probe is not None:
+            tables["durations"] = probe_durations(read_table(probe, "probe table"), probe)
+        return tables
 
-    def build(self, videos=None, csv=None):
-        return eev_1hz(csv, self.config, videos)
+    def build(self, videos=None, csv=None, durations=None):
+        return eev_1hz(csv, self.config, videos, durations)
