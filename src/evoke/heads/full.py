@@ -156,9 +156,9 @@ class FullConfig:
             raise FullConfigError(f"train.full.tasks: no full head for task(s) {', '.join(unknown)} "
                                   f"(tasks with one: {', '.join(sorted(TASK_FAMILIES))})")
         merged = {**task_defaults().get(task, {}), **settings, **(per_task.get(task) or {})}
-        cfg = cls.from_dict(merged)
-        if cfg.network == "cognimuse" and task != "viewer_valence":
+        if merged.get("network") == "cognimuse" and task != "viewer_valence":
             raise FullConfigError(f"task {task}: network cognimuse is the viewer_valence (COGNIMUSE) network")
+        cfg = cls.from_dict(merged)
         family = TASK_FAMILIES.get(task)
         loss = LOSS_ALIASES.get(cfg.loss, cfg.loss)
         if family and loss and loss not in LOSS_FAMILIES[family]:
