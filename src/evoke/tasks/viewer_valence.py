@@ -35,11 +35,19 @@ other groups' videos for validation. The predictions then cover every unit
 counts every unit as train and test (each is both, in different folds) and
 ``info["folds"]`` gives each fold's sizes.
 
-Heads: ``lightgbm`` and ``linear`` fit one classifier per target (single-task);
-``full`` trains one FullHead per target; ``full_multitask`` one FullHead with
-``n_branches`` = viewers + 1 on a shared trunk (the multi-task model), BCE over
-the labelled entries. A target with a single class in training predicts its
-training rate (named in ``info``).
+Heads: ``lightgbm`` and ``linear`` fit one classifier per target (single-task).
+The full heads are, by default (``train.full`` ``network: cognimuse``), the
+paper's networks (:mod:`evoke.heads.cognimuse`): ``full`` trains one ST network
+per target (fused max-pooled visual features and subtitle words, 1024, 512,
+256, sigmoid, class-weighted log-loss + L1), ``full_multitask`` one MT network
+(shared 2048, 1024; a branch of 512, 256, 128 per target, each updated only on
+the units its viewer annotated); ``modalities`` (both, visual, text) is the
+paper's ablation. A unit's words are its segment's ``text`` (the SRT cue), or
+for a second the text of the segments table's cues that overlap it. With
+``network: eev`` they are :class:`~evoke.heads.models.FullHead` s instead (one
+per target; or one with ``n_branches`` = viewers + 1, BCE over the labelled
+entries). A target with a single class in training predicts its training rate
+(named in ``info``).
 
 Metrics: accuracy (threshold 0.5; label 1 = valence >= 0) per target over its
 labelled units, with folds the mean over the folds of each fold's accuracy
