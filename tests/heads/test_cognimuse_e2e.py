@@ -42,8 +42,7 @@ train:
   heads: [full]
   feature_sets: [[colour, motion]]
   viewer_valence: {{units: second}}
-  full: {{epochs: 3, batch_size: 16, layers: [32, 16, 8], shared_layers: [32, 16], branch_layers: [16, 8, 4],
-         embed_dim: 8, text_filters: 8}}
+  full: {{epochs: 3, batch_size: 16, layers: [32, 16, 8], shared_layers: [32, 16], branch_layers: [16, 8, 4]}}
 """
 
 

@@ -304,12 +304,24 @@ class ViewerValenceTask(Task):
             self.fitted = self.head_model(head, feats, data.target_names,
                                           [(None, self.full_part(net, feats, "bce", 1, len(data.target_names)))])
             return {"val": preds[0], "test": preds[1]}, {"history": history}
+
+        def fit_one(k, name):
+            sub = {s: {**data.splits[s].as_dict(), "y": data.splits[s].y[:, [k]], "mask": data.splits[s].mask[:, [k]]}
+                   for s in data.splits}
+            preds, history, net = fit_full(feats, sub["train"], sub["val"], [sub["val"], sub["test"]], "bce", 1,
+                                           self.full_cfg, out_dir / "checkpoint" / name,
+                                           stop_after_epoch=stop_after_epoch)
+            return preds, history, self.full_part(net, feats, "bce", 1)
+
+        return self._per_target(head, feats, data, fit_one)
+
+    def _per_target(self, head, feats, data, fit_one):
+        """Single-task full heads: ``fit_one(k, name) -> ([val, test] predictions (N, 1), history,
+        part)`` for each target; a target with one class in training predicts its rate."""
         tr = data.splits["train"]
         out = {s: np.zeros((len(data.splits[s]), len(data.target_names))) for s in ("val", "test")}
         histories, constant, parts = {}, [], []
         for k, name in enumerate(data.target_names):
-            sub = {s: {**data.splits[s].as_dict(), "y": data.splits[s].y[:, [k]], "mask": data.splits[s].mask[:, [k]]}
-                   for s in data.splits}
             yk = tr.y[tr.mask[:, k], k]
             if np.unique(yk).size < 2:
                 constant.append(name)
@@ -317,11 +329,9 @@ class ViewerValenceTask(Task):
                 for s in out:
                     out[s][:, k] = parts[-1][1].value
                 continue
-            preds, histories[name], net = fit_full(feats, sub["train"], sub["val"], [sub["val"], sub["test"]],
-                                                   "bce", 1, self.full_cfg, out_dir / "checkpoint" / name,
-                                                   stop_after_epoch=stop_after_epoch)
+            preds, histories[name], part = fit_one(k, name)
             out["val"][:, k], out["test"][:, k] = preds[0][:, 0], preds[1][:, 0]
-            parts.append(([k], self.full_part(net, feats, "bce", 1)))
+            parts.append(([k], part))
         self.fitted = self.head_model(head, feats, data.target_names, parts)
         return out, {"history": histories, "constant_columns": constant}
 
@@ -334,25 +344,15 @@ class ViewerValenceTask(Task):
                                                        self.full_cfg, out_dir / "checkpoint", True, stop_after_epoch)
             self.fitted = self.head_model(head, feats, data.target_names, [(None, CognimusePart(net, vocab))])
             return {"val": preds[0], "test": preds[1]}, {"history": history}
-        tr = data.splits["train"]
-        out = {s: np.zeros((len(data.splits[s]), len(data.target_names))) for s in ("val", "test")}
-        histories, constant, parts = {}, [], []
-        for k, name in enumerate(data.target_names):
+
+        def fit_one(k, name):
             col = lambda d: {**d, "y": d["y"][:, [k]], "mask": d["mask"][:, [k]]}  # noqa: E731
-            yk = tr.y[tr.mask[:, k], k]
-            if np.unique(yk).size < 2:
-                constant.append(name)
-                parts.append(([k], ConstantPart(yk.mean() if yk.size else 0.5)))
-                for s in out:
-                    out[s][:, k] = parts[-1][1].value
-                continue
-            preds, histories[name], net, vocab = fit_cognimuse(
-                feats, col(w["train"]), col(w["val"]), [w["val"], w["test"]], self.full_cfg,
-                out_dir / "checkpoint" / name, False, stop_after_epoch)
-            out["val"][:, k], out["test"][:, k] = preds[0][:, 0], preds[1][:, 0]
-            parts.append(([k], CognimusePart(net, vocab)))
-        self.fitted = self.head_model(head, feats, data.target_names, parts)
-        return out, {"history": histories, "constant_columns": constant}
+            preds, history, net, vocab = fit_cognimuse(feats, col(w["train"]), col(w["val"]), [w["val"], w["test"]],
+                                                       self.full_cfg, out_dir / "checkpoint" / name, False,
+                                                       stop_after_epoch)
+            return preds, history, CognimusePart(net, vocab)
+
+        return self._per_target(head, feats, data, fit_one)
 
     # -------------------------------------------------------------- scores
 
