@@ -6,8 +6,8 @@ an ``.srt`` beside each.
 The demo builds no subtitle files; its speech clips say a known sentence (espeak-ng,
 ``clips.csv``: ``speech_text`` from ``speech_delay_s``), so each gets an SRT with that
 sentence as its one cue (its end estimated from espeak's 150 words a minute). Lean: the 14
-speech clips the manifest does not cut, 120 px frames, tiny networks, 3 epochs (about 2
-minutes on 2 shared cores).
+speech clips the manifest does not cut, 120 px frames, small networks, 3 epochs (285 s on 2
+cores shared with a benchmark and other sessions, load 5-9).
 """
 
 import json
