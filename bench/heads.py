@@ -52,6 +52,8 @@ seconds and the child's peak RSS.
 
     .venv/bin/python bench/heads.py                       # demo + 50,000 videos (hours on 2 cores: two full heads)
     .venv/bin/python bench/heads.py --only cognimuse --cognimuse-videos 5000
+    .venv/bin/python bench/heads.py --only cognimuse_text --threads 1  # the text-only ablation on the
+                                                                      # 7 COGNIMUSE films' subtitles (dev data)
     .venv/bin/python bench/heads.py --videos 2000         # a quick look
     .venv/bin/python bench/heads.py --only demo
 
@@ -269,6 +271,50 @@ def child_cognimuse(ddir: Path, extractors: list[str], variant: str = "st", thre
             "peak_rss_mib": _rss_mib()}
 
 
+def cognimuse_text(shared: Path, epochs: int, threads: int) -> dict:
+    """The paper's text-only ablation on real subtitles: the 7 COGNIMUSE films' intended valence
+    per subtitle cue (``shared/continuous``: dev data, research use), leave-one-film-out (the
+    next film validating), the ST text-only network on the average column, beside
+    always-Positive and the training majority on the same test film."""
+    import numpy as np
+    import torch
+
+    from evoke.heads.cognimuse import fit_cognimuse
+    from evoke.heads.data import FeatureSet
+    from evoke.heads.full import FullConfig
+    from evoke.labels.viewers import ContinuousBuilder, ContinuousConfig
+
+    torch.set_num_threads(threads)
+    films = ["BMI", "CHI", "CRA", "DEP", "FNE", "GLA", "LOR"]
+    d = shared / "continuous"
+    res = ContinuousBuilder(ContinuousConfig(dat_columns=("valence", "arousal"))).run(
+        ratings=[d / f"{f}_intended_1.dat" for f in films], subtitles=[d / f"{f}_subtitle.srt" for f in films])
+    seg = res.extra["segments"].filter(res.extra["segments"]["valence_bin"].is_not_null())
+    cfg = FullConfig.for_task("viewer_valence", {"modalities": "text", "epochs": epochs, "patience": 3})
+    empty = FeatureSet({}, [])
+    out = {"segments": seg.height, "epochs": epochs, "folds": {}}
+    for i, film in enumerate(films):
+        val_film = films[(i + 1) % len(films)]
+        part = {k: seg.filter(seg["video_id"].is_in(v)) for k, v in
+                (("test", [film]), ("val", [val_film]), ("train", [f for f in films if f not in (film, val_film)]))}
+        w = {k: {"video_id": p["video_id"].to_list(), "start_s": p["start_s"].to_list(), "end_s": p["end_s"].to_list(),
+                 "text": p["text"].to_list(), "y": p["valence_bin"].to_numpy().astype(float)[:, None],
+                 "mask": np.ones((p.height, 1), bool)} for k, p in part.items()}
+        t = time.perf_counter()
+        (pred,), history, _, vocab = fit_cognimuse(empty, w["train"], w["val"], [w["test"]], cfg,
+                                                   OUT / "heads_ckpt" / f"cognimuse_text_{film}", False)
+        y = w["test"]["y"][:, 0]
+        majority = float(w["train"]["y"].mean() >= 0.5)
+        out["folds"][film] = {"n_test": int(y.size), "accuracy": float(((pred[:, 0] >= 0.5) == (y >= 0.5)).mean()),
+                              "always_positive": float((y >= 0.5).mean()),
+                              "majority_class": float(((y >= 0.5) == majority).mean()),
+                              "vocabulary": len(vocab), "epochs_run": len(history), "fit_s": time.perf_counter() - t}
+        print(f"  {film}: {json.dumps(out['folds'][film])}", flush=True)
+    for k in ("accuracy", "always_positive", "majority_class"):
+        out[f"mean_{k}"] = float(np.mean([f[k] for f in out["folds"].values()]))
+    return out
+
+
 def viewer_synthetic(n: int, seconds: tuple[int, int]) -> tuple[Path, float | None]:
     """The synthetic viewer_valence set (i3d 1024-d), its segments with synthetic subtitle words."""
     import numpy as np
@@ -337,7 +383,10 @@ def main() -> int:
     ap.add_argument("--dims", default="efficientnet=1280,vggish=128")
     ap.add_argument("--seconds", default="5,30")
     ap.add_argument("--lgbm-rounds", type=int, default=3, help="rounds timed on the synthetic set (demo: 200)")
-    ap.add_argument("--only", choices=["demo", "synthetic", "cognimuse"])
+    ap.add_argument("--only", choices=["demo", "synthetic", "cognimuse", "cognimuse_text"])
+    ap.add_argument("--shared", type=Path, default=Path(os.environ.get("EVOKE_SHARED_DATA", REPO.parent / "shared" / "data")),
+                    help="cognimuse_text: the dev data folder with continuous/{FILM}_intended_1.dat and _subtitle.srt")
+    ap.add_argument("--epochs", type=int, default=10, help="cognimuse_text: epochs per fold (patience 3)")
     ap.add_argument("--cognimuse-videos", type=int, default=50_000, help="videos of the COGNIMUSE networks' set")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the full heads' children")
     ap.add_argument("--probe-batches", type=int, default=40,
@@ -354,6 +403,12 @@ def main() -> int:
         return 0
     OUT.mkdir(parents=True, exist_ok=True)
     results = {"load_average_start": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if args.only == "cognimuse_text":
+        results["cognimuse_text"] = cognimuse_text(args.shared, args.epochs, args.threads)
+        results["load_average_end"] = os.getloadavg()[0]
+        (OUT / "heads_cognimuse_text.json").write_text(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2))
+        return 0
     if args.only == "cognimuse":
         lo, hi = (int(x) for x in args.seconds.split(","))
         print(f"viewer_valence synthetic set: {args.cognimuse_videos} videos, i3d 1024, {lo}-{hi} s", flush=True)
@@ -363,7 +418,7 @@ def main() -> int:
             if kind not in args.skip:
                 results["cognimuse"][kind] = run_child(kind, d, ["i3d"], variant=variant, threads=args.threads)
         results["load_average_end"] = os.getloadavg()[0]
-        (OUT / "heads_cognimuse.json").write_text(json.dumps(results, indent=2))
+        (OUT / f"heads_cognimuse_{args.cognimuse_videos}.json").write_text(json.dumps(results, indent=2))
         print(json.dumps(results, indent=2))
         return 0
     runs = []
