@@ -224,3 +224,13 @@ def test_single_task_both_modalities_round_trips_through_a_saved_model(subtitled
     assert j.height == trained.height == rec["n"]["val"] + rec["n"]["test"]
     for c in ("pred_average", "pred_a", "pred_b"):
         assert float((j[c] - j[f"{c}_p"]).abs().max()) < 1e-6
+
+
+def test_the_eev_network_stays_an_option_for_viewer_valence(syn_dir, tmp_path):
+    from evoke.tasks import run_task
+
+    settings = FAST | {"full": {**FAST["full"], "epochs": 2, "network": "eev"}, "viewer_valence": {"units": "second"}}
+    rec = run_task("viewer_valence", "full", FEATURES, syn_dir, tmp_path / "run", settings)
+    card = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
+    assert [p["kind"] for p in card["parts"]] == ["full"] * 3 and card["parts"][0]["loss"] == "bce_mean"
+    assert set(rec["info"]["history"]) == {"average", "a", "b"}
