@@ -40,7 +40,20 @@ same child:
   and ``reference_cpu_s`` are the child's CPU seconds (steadier when other
   jobs share the cores).
 
+The COGNIMUSE networks (issue 15, :mod:`evoke.heads.cognimuse`), ``--only cognimuse``:
+a synthetic viewer_valence set of ``--cognimuse-videos`` videos (5-30 s, ``i3d`` 1024-d
+per second, the paper's visual feature; 2-second segments, 2 viewers + the average, each
+segment given 6-18 words drawn from 5,000) trained for one epoch on its segments:
+``cognimuse_st`` (the single-task network of the average viewer), ``cognimuse_mt`` (the
+multi-task network, 3 branches) and, as the reference in the same run, ``eev_mt`` (the EEV
+network as viewer_valence's multi-task option, ``network: eev``, on the same units: 60-step
+windows ending at each segment's last second). Each reports the epoch's wall and CPU
+seconds and the child's peak RSS.
+
     .venv/bin/python bench/heads.py                       # demo + 50,000 videos (hours on 2 cores: two full heads)
+    .venv/bin/python bench/heads.py --only cognimuse --cognimuse-videos 5000
+    .venv/bin/python bench/heads.py --only cognimuse_text --threads 1  # the text-only ablation on the
+                                                                      # 7 COGNIMUSE films' subtitles (dev data)
     .venv/bin/python bench/heads.py --videos 2000         # a quick look
     .venv/bin/python bench/heads.py --only demo
 
@@ -216,8 +229,122 @@ def child_full(ddir: Path, extractors: list[str], variant: str = "paper", probe_
             "reference_batches_timed": probe, "peak_rss_mib": _rss_mib()}
 
 
+def _viewer_units(ddir: Path, extractors: list[str]):
+    from evoke.heads.data import DEFAULT_MEMORY_MB, FeatureSet
+    from evoke.tasks import get_task
+    from evoke.tasks.base import restrict_to_features
+
+    task = get_task("viewer_valence")({"seed": 0})
+    fs = FeatureSet.load(ddir, extractors, memory_mb=DEFAULT_MEMORY_MB)
+    return fs, restrict_to_features(task.load(ddir, task.label_paths(ddir)), fs, True)
+
+
+def child_cognimuse(ddir: Path, extractors: list[str], variant: str = "st", threads: int = 2) -> dict:
+    import torch
+
+    from evoke.heads.cognimuse import fit_cognimuse
+    from evoke.heads.full import FullConfig, fit_full
+    from evoke.heads.models import count_parameters
+
+    torch.set_num_threads(threads)
+    t = time.perf_counter()
+    fs, data = _viewer_units(ddir, extractors)
+    load_s = time.perf_counter() - t
+    tr, va = data.splits["train"], data.splits["val"]
+    ckpt = OUT / "heads_ckpt" / f"{ddir.name}_cognimuse_{variant}"
+    shutil.rmtree(ckpt, ignore_errors=True)
+    t, c = time.perf_counter(), _cpu_s()
+    if variant == "eev_mt":
+        cfg = FullConfig.for_task("viewer_valence", FULL | {"network": "eev"})
+        _, history, net = fit_full(fs, tr.as_dict(), va.as_dict(), [], "bce", 1, cfg, ckpt,
+                                   n_branches=len(data.target_names))
+    else:
+        cfg = FullConfig.for_task("viewer_valence", FULL)
+        w = {"train": tr.windows(), "val": va.windows()}
+        if variant == "st":  # the average viewer's network (the ST head trains one per column)
+            w = {k: {**d, "y": d["y"][:, :1], "mask": d["mask"][:, :1]} for k, d in w.items()}
+        _, history, net, vocab = fit_cognimuse(fs, w["train"], w["val"], [], cfg, ckpt, variant == "mt")
+    fit_s, fit_cpu = time.perf_counter() - t, _cpu_s() - c
+    return {"variant": variant, "n_parameters": count_parameters(net), "batch_size": cfg.train.batch_size,
+            "train_units": len(tr), "val_units": len(va), "epoch_s": history[0]["epoch_s"], "fit_s": fit_s,
+            "fit_cpu_s": fit_cpu, "load_s": load_s, "vocabulary": None if variant == "eev_mt" else len(vocab),
+            "peak_rss_mib": _rss_mib()}
+
+
+def cognimuse_text(shared: Path, epochs: int, threads: int) -> dict:
+    """The paper's text-only ablation on real subtitles: the 7 COGNIMUSE films' intended valence
+    per subtitle cue (``shared/continuous``: dev data, research use), leave-one-film-out (the
+    next film validating), the ST text-only network on the average column, beside
+    always-Positive and the training majority on the same test film."""
+    import numpy as np
+    import torch
+
+    from evoke.heads.cognimuse import fit_cognimuse
+    from evoke.heads.data import FeatureSet
+    from evoke.heads.full import FullConfig
+    from evoke.labels.viewers import ContinuousBuilder, ContinuousConfig
+
+    torch.set_num_threads(threads)
+    films = ["BMI", "CHI", "CRA", "DEP", "FNE", "GLA", "LOR"]
+    d = shared / "continuous"
+    res = ContinuousBuilder(ContinuousConfig(dat_columns=("valence", "arousal"))).run(
+        ratings=[d / f"{f}_intended_1.dat" for f in films], subtitles=[d / f"{f}_subtitle.srt" for f in films])
+    seg = res.extra["segments"].filter(res.extra["segments"]["valence_bin"].is_not_null())
+    cfg = FullConfig.for_task("viewer_valence", {"modalities": "text", "epochs": epochs, "patience": 3})
+    empty = FeatureSet({}, [])
+    out = {"segments": seg.height, "epochs": epochs, "folds": {}}
+    for i, film in enumerate(films):
+        val_film = films[(i + 1) % len(films)]
+        part = {k: seg.filter(seg["video_id"].is_in(v)) for k, v in
+                (("test", [film]), ("val", [val_film]), ("train", [f for f in films if f not in (film, val_film)]))}
+        w = {k: {"video_id": p["video_id"].to_list(), "start_s": p["start_s"].to_list(), "end_s": p["end_s"].to_list(),
+                 "text": p["text"].to_list(), "y": p["valence_bin"].to_numpy().astype(float)[:, None],
+                 "mask": np.ones((p.height, 1), bool)} for k, p in part.items()}
+        t = time.perf_counter()
+        (pred,), history, _, vocab = fit_cognimuse(empty, w["train"], w["val"], [w["test"]], cfg,
+                                                   OUT / "heads_ckpt" / f"cognimuse_text_{film}", False)
+        y = w["test"]["y"][:, 0]
+        majority = float(w["train"]["y"].mean() >= 0.5)
+        out["folds"][film] = {"n_test": int(y.size), "accuracy": float(((pred[:, 0] >= 0.5) == (y >= 0.5)).mean()),
+                              "always_positive": float((y >= 0.5).mean()),
+                              "majority_class": float(((y >= 0.5) == majority).mean()),
+                              "vocabulary": len(vocab), "epochs_run": len(history), "fit_s": time.perf_counter() - t}
+        print(f"  {film}: {json.dumps(out['folds'][film])}", flush=True)
+    for k in ("accuracy", "always_positive", "majority_class"):
+        out[f"mean_{k}"] = float(np.mean([f[k] for f in out["folds"].values()]))
+    return out
+
+
+def viewer_synthetic(n: int, seconds: tuple[int, int]) -> tuple[Path, float | None]:
+    """The synthetic viewer_valence set (i3d 1024-d), its segments with synthetic subtitle words."""
+    import numpy as np
+    import polars as pl
+
+    from evoke.heads.synthetic import write_synthetic_dataset
+
+    d = OUT / f"heads_viewer_synthetic_{n}_i3d1024_{seconds[0]}-{seconds[1]}"
+    stamp = d / "done.json"
+    if stamp.exists():
+        return d, None
+    t = time.perf_counter()
+    write_synthetic_dataset(d, n_videos=n, seconds=seconds, seed=0, dims={"i3d": 1024}, shard_size=200,
+                            tables=("viewer_valence",), progress=True)
+    path = d / "labels" / "viewer_valence_segments.parquet"
+    seg = pl.read_parquet(path)
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(5000)])
+    text = [" ".join(words[rng.integers(0, 5000, int(k))]) for k in rng.integers(6, 19, seg.height)]
+    seg.with_columns(pl.Series("text", text)).write_parquet(path)
+    took = time.perf_counter() - t
+    stamp.write_text(json.dumps({"seconds": took}))
+    return d, took
+
+
 CHILDREN = {"pool": child_pool, "lightgbm": child_lightgbm, "linear": child_linear, "full_paper": child_full,
             "full_former": child_full}
+
+
+COGNIMUSE = {"cognimuse_st": "st", "cognimuse_mt": "mt", "eev_mt": "eev_mt"}
 
 
 def run_child(kind: str, ddir: Path, extractors: list[str], **kw) -> dict:
@@ -256,21 +383,44 @@ def main() -> int:
     ap.add_argument("--dims", default="efficientnet=1280,vggish=128")
     ap.add_argument("--seconds", default="5,30")
     ap.add_argument("--lgbm-rounds", type=int, default=3, help="rounds timed on the synthetic set (demo: 200)")
-    ap.add_argument("--only", choices=["demo", "synthetic"])
+    ap.add_argument("--only", choices=["demo", "synthetic", "cognimuse", "cognimuse_text"])
+    ap.add_argument("--shared", type=Path, default=Path(os.environ.get("EVOKE_SHARED_DATA", REPO.parent / "shared" / "data")),
+                    help="cognimuse_text: the dev data folder with continuous/{FILM}_intended_1.dat and _subtitle.srt")
+    ap.add_argument("--epochs", type=int, default=10, help="cognimuse_text: epochs per fold (patience 3)")
+    ap.add_argument("--cognimuse-videos", type=int, default=50_000, help="videos of the COGNIMUSE networks' set")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the full heads' children")
     ap.add_argument("--probe-batches", type=int, default=40,
                     help="training batches the full heads' model-alone reference times (scaled to the epoch)")
-    ap.add_argument("--skip", action="append", default=[], choices=sorted(CHILDREN))
+    ap.add_argument("--skip", action="append", default=[], choices=sorted(CHILDREN) + sorted(COGNIMUSE))
     ap.add_argument("--linear-synthetic", action="store_true",
                     help="also fit the linear head on the synthetic set (L-BFGS: hours at 50,000 x 4,224)")
     args = ap.parse_args()
     if args.child:
         spec = json.loads(args.child)
-        res = CHILDREN[spec["kind"]](Path(spec["ddir"]), spec["extractors"], **spec["kw"])
+        fn = child_cognimuse if spec["kind"] in COGNIMUSE else CHILDREN[spec["kind"]]
+        res = fn(Path(spec["ddir"]), spec["extractors"], **spec["kw"])
         print(json.dumps(res))
         return 0
     OUT.mkdir(parents=True, exist_ok=True)
     results = {"load_average_start": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if args.only == "cognimuse_text":
+        results["cognimuse_text"] = cognimuse_text(args.shared, args.epochs, args.threads)
+        results["load_average_end"] = os.getloadavg()[0]
+        (OUT / "heads_cognimuse_text.json").write_text(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2))
+        return 0
+    if args.only == "cognimuse":
+        lo, hi = (int(x) for x in args.seconds.split(","))
+        print(f"viewer_valence synthetic set: {args.cognimuse_videos} videos, i3d 1024, {lo}-{hi} s", flush=True)
+        d, took = viewer_synthetic(args.cognimuse_videos, (lo, hi))
+        results["cognimuse"] = {"videos": args.cognimuse_videos, "write_s": took}
+        for kind, variant in COGNIMUSE.items():
+            if kind not in args.skip:
+                results["cognimuse"][kind] = run_child(kind, d, ["i3d"], variant=variant, threads=args.threads)
+        results["load_average_end"] = os.getloadavg()[0]
+        (OUT / f"heads_cognimuse_{args.cognimuse_videos}.json").write_text(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2))
+        return 0
     runs = []
     if args.only != "synthetic":
         runs.append(("demo", REPO / "results" / "demo", ["colour", "motion"], 200))

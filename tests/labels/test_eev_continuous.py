@@ -211,3 +211,27 @@ def test_cognimuse_intended_per_second_and_per_subtitle():
     s0 = cues.row(0, named=True)
     inside = ratings.filter((pl.col("time_s") >= s0["start_s"]) & (pl.col("time_s") < s0["end_s"]))
     assert seg["valence"][0] == pytest.approx(inside["valence"].mean())
+
+
+def test_continuous_times_are_bounded_by_the_known_duration_only(tmp_path):
+    # issue 12: no fixed 24-hour cap; impossible = negative, non-finite or past the video's duration
+    p = tmp_path / "r.csv"
+    rows = ["video_id,viewer_id,time_s,valence"]
+    rows += [f"film,a,{t},0.5" for t in (0.0, 90_000.5, 200_000.0)]  # a film of unknown length: all kept
+    rows += [f"clip,a,{t},-0.5" for t in (0.0, 9.5, 10.5, "inf", "nan", -0.1)]  # clip: 10 s in the manifest
+    p.write_text("\n".join(rows) + "\n")
+    videos = tmp_path / "manifest.csv"
+    videos.write_text("video_id,source,split,start_s,end_s\nfilm,f.mp4,train,,\nclip,c.mp4,test,5,15\n")
+    res = continuous_labels(read_continuous([p]), ContinuousConfig(segment_s=5.0), VideoIndex.from_file(videos))
+    assert res.dropped.counts == {"impossible_timestamp": 4}  # 10.5 s, inf, nan, -0.1
+    t = res.table
+    assert t.filter(pl.col("video_id") == "film")["time_s"].to_list() == [0.0, 90_000.0, 200_000.0]
+    assert t.filter(pl.col("video_id") == "clip")["time_s"].to_list() == [0.0, 9.0]
+    seg = res.extra["segments"].filter(pl.col("video_id") == "film")  # only the segments with samples
+    assert seg["segment"].to_list() == [0, 18_000, 40_000] and seg["start_s"].to_list() == [0.0, 90_000.0, 200_000.0]
+    # a probe table's duration_s bounds the same way
+    probe = tmp_path / "probe.parquet"
+    pl.DataFrame({"video_id": ["film", "clip"], "split": ["train", "test"], "duration_s": [100_000.0, 12.0]}
+                 ).write_parquet(probe)
+    res = continuous_labels(read_continuous([p]), ContinuousConfig(), VideoIndex.from_file(probe))
+    assert res.dropped.counts == {"impossible_timestamp": 4}  # 200,000 s, inf, nan, -0.1

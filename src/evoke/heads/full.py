@@ -24,7 +24,16 @@ phrases are issue 15's summary of the papers):
   dataset's own metric): mean squared error of the raw scores over the labelled
   entries (needs ``moe: hidden_layer``, unbounded outputs);
 * ``"pairwise_bce"`` (V2V): samples are (less, more) pleasant pairs of video
-  indices, loss ``BCE(sigmoid(f(x_more) - f(x_less)), 1)``, mean over pairs.
+  indices, loss ``BCE(sigmoid(f(x_more) - f(x_less)), 1)``, mean over pairs;
+* ``"bce_class_weighted"`` (COGNIMUSE: "class-weighted log-loss" with the
+  Lasso penalty): only with ``network: cognimuse``, see :mod:`evoke.heads.cognimuse`
+  (that network's loss when ``loss`` is unset).
+
+``network``: ``"eev"`` (:class:`~evoke.heads.models.FullHead`, every task) or
+``"cognimuse"`` (:class:`~evoke.heads.cognimuse.CognimuseNet`, viewer_valence's
+default: the keys ``modalities``, ``max_words``, ``max_vocab``, ``embed_dim``,
+``text_filters``, ``kernel_size``, ``layers``, ``shared_layers``,
+``branch_layers`` and ``l1`` are its own; the GRU and MoE keys do not apply).
 
 BCE on probabilities is :func:`torch.nn.functional.binary_cross_entropy` (its
 logarithms are clamped at -100); on scores, the logits form.
@@ -54,10 +63,14 @@ log = logging.getLogger(__name__)
 GRU_HIDDEN_BY_ROLE = {"image": 512, "audio": 128, "face": 256}
 # extractors that describe faces (they read frames, like the image extractors)
 FACE_EXTRACTORS = frozenset({"facenet", "fer"})
-LOSSES = ("bce_sum", "bce_mean", "l1_normalise", "l1_softmax", "kl_clamp_softmax", "pairwise_bce", "mse")
+LOSSES = ("bce_sum", "bce_mean", "bce_class_weighted", "l1_normalise", "l1_softmax", "kl_clamp_softmax",
+          "pairwise_bce", "mse")
+# network: the EEV network (models.FullHead) or the COGNIMUSE one (cognimuse.CognimuseNet, viewer_valence)
+NETWORKS = ("eev", "cognimuse")
 LOSS_ALIASES = {"bce": "bce_mean"}
 # which losses fit which kind of target
-LOSS_FAMILIES = {"binary": ("bce_sum", "bce_mean"), "distribution": ("l1_normalise", "l1_softmax", "kl_clamp_softmax"),
+LOSS_FAMILIES = {"binary": ("bce_sum", "bce_mean", "bce_class_weighted"),
+                 "distribution": ("l1_normalise", "l1_softmax", "kl_clamp_softmax"),
                  "pairwise": ("pairwise_bce",), "regression": ("mse",)}
 # the tasks with a full head and the kind of their targets
 TASK_FAMILIES = {"eev": "binary", "viewer_valence": "binary", "vce": "distribution", "danmaku_ldl": "distribution",
@@ -82,6 +95,18 @@ class FullConfig:
     gating_batch_norm: bool = True
     standardise: bool = True
     loss: str = ""  # empty: the loss the task passes to fit_full
+    # the COGNIMUSE network (evoke.heads.cognimuse; network: cognimuse, viewer_valence only)
+    network: str = "eev"
+    modalities: str = "both"
+    max_words: int = 18
+    max_vocab: int = 20000
+    embed_dim: int = 128
+    text_filters: int = 128
+    kernel_size: int = 3
+    layers: tuple = (1024, 512, 256)
+    shared_layers: tuple = (2048, 1024)
+    branch_layers: tuple = (512, 256, 128)
+    l1: float = 1e-5
     train: TrainConfig = field(default_factory=TrainConfig)
 
     @classmethod
@@ -95,7 +120,16 @@ class FullConfig:
             raise FullConfigError(f"unknown full-head setting(s) {', '.join(unknown)} "
                                   f"(known: {', '.join(sorted(own | train_keys))})")
         tcfg = TrainConfig(**{k: d[k] for k in d if k in train_keys})
+        for k in ("layers", "shared_layers", "branch_layers"):  # lists from YAML: hashable tuples
+            if k in d:
+                d[k] = tuple(int(x) for x in d[k])
         cfg = cls(train=tcfg, **{k: d[k] for k in d if k in own})
+        if cfg.network not in NETWORKS:
+            raise FullConfigError(f"network {cfg.network!r}: expected one of {', '.join(NETWORKS)}")
+        from evoke.heads.cognimuse import MODALITIES
+
+        if cfg.modalities not in MODALITIES:
+            raise FullConfigError(f"modalities {cfg.modalities!r}: expected one of {', '.join(MODALITIES)}")
         if cfg.moe not in MOE_KINDS:
             raise FullConfigError(f"moe {cfg.moe!r}: expected one of {', '.join(MOE_KINDS)}")
         loss = LOSS_ALIASES.get(cfg.loss, cfg.loss)
@@ -103,6 +137,10 @@ class FullConfig:
             raise FullConfigError(f"loss {cfg.loss!r}: expected one of {', '.join(LOSSES)}")
         if loss == "mse" and cfg.moe != "hidden_layer":
             raise FullConfigError("loss mse regresses unbounded values: it needs moe: hidden_layer")
+        if cfg.network == "cognimuse" and loss and loss not in ("bce_class_weighted", "bce_mean"):
+            raise FullConfigError(f"network cognimuse is trained with bce_class_weighted or bce_mean, not {loss}")
+        if loss == "bce_class_weighted" and cfg.network != "cognimuse":
+            raise FullConfigError("loss bce_class_weighted belongs to network: cognimuse")
         if loss == "l1_normalise" and cfg.moe != "youtube8m":
             raise FullConfigError("loss l1_normalise needs probability outputs (moe: youtube8m); "
                                   "use l1_softmax with moe: hidden_layer")
@@ -118,6 +156,8 @@ class FullConfig:
             raise FullConfigError(f"train.full.tasks: no full head for task(s) {', '.join(unknown)} "
                                   f"(tasks with one: {', '.join(sorted(TASK_FAMILIES))})")
         merged = {**task_defaults().get(task, {}), **settings, **(per_task.get(task) or {})}
+        if merged.get("network") == "cognimuse" and task != "viewer_valence":
+            raise FullConfigError(f"task {task}: network cognimuse is the viewer_valence (COGNIMUSE) network")
         cfg = cls.from_dict(merged)
         family = TASK_FAMILIES.get(task)
         loss = LOSS_ALIASES.get(cfg.loss, cfg.loss)
@@ -411,6 +451,12 @@ def describe_full(task: str, head: str, dims: dict[str, int], settings: dict | N
         raise FullConfigError("describe needs at least one extractor (--features)")
     n_outputs, _ = task_outputs(task)
     cfg = FullConfig.for_task(task, settings)
+    user = set(dict(settings or {}).keys()) - {"tasks"} | set(((settings or {}).get("tasks") or {}).get(task) or {})
+    paper = set(task_defaults().get(task, {})) - user
+    if cfg.network == "cognimuse":
+        from evoke.heads.cognimuse import describe_cognimuse
+
+        return describe_cognimuse(task, head, dims, cfg, n_branches, sorted(paper), sorted(user))
     from evoke.tasks import get_task
 
     loss = resolve_loss(get_task(task).full_loss or "pairwise_bce", cfg)
@@ -421,8 +467,6 @@ def describe_full(task: str, head: str, dims: dict[str, int], settings: dict | N
     y8m = cfg.moe == "youtube8m"
     branch = model.branches[0]
     gate_dim = n_outputs if y8m else cfg.moe_dim
-    user = set(dict(settings or {}).keys()) - {"tasks"} | set(((settings or {}).get("tasks") or {}).get(task) or {})
-    paper = set(task_defaults().get(task, {})) - user
     return {
         "task": task, "head": head,
         "modalities": [{"extractor": e, "role": extractor_role(e), "input_dim": int(dims[e]),
@@ -455,6 +499,10 @@ def describe_full(task: str, head: str, dims: dict[str, int], settings: dict | N
 
 def format_description(d: dict) -> str:
     """:func:`describe_full`'s dict as text for people."""
+    if d.get("network") == "cognimuse":
+        from evoke.heads.cognimuse import format_cognimuse
+
+        return format_cognimuse(d)
     lines = [f"{d['task']} / {d['head']}: {d['n_parameters']:,} parameters, {d['branches']} branch(es) "
              f"of {d['outputs']} output(s)",
              f"  input: {d['sequence_length']} steps ({d['window']}; short ones padded by repeating the first), "

@@ -37,7 +37,10 @@ n_viewers                  int32    viewers with a sample in the second
 =========================  =======  ================================================
 
 Dropped and counted: ``missing_id``, ``unknown_video``, ``impossible_timestamp``
-(not a number, negative, past 24 h), ``value_out_of_range`` (outside
+(not a number, infinite, negative, or past the video's known duration: the video
+list's ``duration_s`` (a probe table) or ``end_s - start_s`` (a manifest row that
+cuts the video); a video of unknown duration has no upper bound: a film or a
+live recording may run past any fixed cap), ``value_out_of_range`` (outside
 ``value_range``, default [-1, 1], or not a number: the whole sample),
 ``duplicate_sample`` (same video, viewer and time: the first is kept),
 ``malformed_line`` (a ``.dat`` line that is not all numbers),
@@ -55,7 +58,6 @@ import numpy as np
 import polars as pl
 
 from evoke.labels.common import (
-    MAX_TIME_S,
     BuilderConfig,
     BuildResult,
     Dropped,
@@ -201,8 +203,25 @@ def subtitle_video_id(path: str | Path) -> str:
 # --------------------------------------------------------------------------- building
 
 
+def known_durations(videos: VideoIndex | None) -> dict[str, float]:
+    """``{video_id: seconds}`` the video list states: ``duration_s`` (a probe table), else
+    ``end_s - start_s`` (``start_s`` empty: 0) where a manifest row has an ``end_s``."""
+    if videos is None or not videos.source or not Path(videos.source).is_file():
+        return {}
+    df = read_table(videos.source, "video list")
+    num = lambda c: to_float(pl.col(c)) if c in df.columns else pl.lit(None, dtype=pl.Float64)  # noqa: E731
+    if "duration_s" in df.columns:
+        length = num("duration_s")
+    else:
+        length = num("end_s") - num("start_s").fill_null(0.0)
+    rows = df.select(pl.col("video_id"), length.alias("d")).drop_nulls()
+    return {v: d for v, d in rows.iter_rows() if np.isfinite(d) and d > 0}
+
+
 def clean_ratings(df: pl.DataFrame, config: ContinuousConfig, videos: VideoIndex | None,
-                  dropped: Dropped) -> tuple[pl.DataFrame, list[str]]:
+                  dropped: Dropped, durations: dict[str, float] | None = None) -> tuple[pl.DataFrame, list[str]]:
+    """Drop and count bad samples (module docstring); ``durations``: {video_id: seconds}
+    (default :func:`known_durations` of ``videos``) bounds each video's times."""
     dims = [c for c in df.columns if c not in ("source", "row", "video_id", "viewer_id", "time_s")]
     if "source" not in df.columns:
         df = df.with_columns(pl.lit("").alias("source"))
@@ -218,7 +237,10 @@ def clean_ratings(df: pl.DataFrame, config: ContinuousConfig, videos: VideoIndex
     if videos is not None:
         df = videos.filter_known(df, ["video_id"], dropped)
     t = pl.col("time_s")
-    bad_t = df.filter(t.is_null() | t.is_nan() | (t < 0) | (t > MAX_TIME_S))
+    durations = known_durations(videos) if durations is None else durations
+    limit = pl.col("video_id").replace_strict(durations, default=None, return_dtype=pl.Float64) \
+        if durations else pl.lit(None, dtype=pl.Float64)
+    bad_t = df.filter(t.is_null() | t.is_nan() | t.is_infinite() | (t < 0) | (limit.is_not_null() & (t > limit)))
     dropped.add_frame("impossible_timestamp", bad_t)
     df = df.join(bad_t.select("_i"), on="_i", how="anti")
     lo, hi = config.value_range
@@ -283,11 +305,14 @@ def continuous_labels(ratings: pl.DataFrame, config: ContinuousConfig | None = N
         for vid, segs in sorted(subtitles.items()):
             seg_tables.append(segs.with_columns(pl.lit(vid).alias("video_id")))
     elif config.segment_s:
-        ends = df.group_by("video_id").agg(pl.col("time_s").max().alias("end")).sort("video_id")
-        for vid, end in ends.iter_rows():
-            n = int(np.floor(end / config.segment_s)) + 1
-            starts = np.arange(n) * config.segment_s
-            seg_tables.append(pl.DataFrame({"segment": np.arange(n, dtype=np.int32), "start_s": starts,
+        # the segments that hold samples (times are unbounded without a known duration: never a
+        # range from 0 to the largest time)
+        idx = df.select("video_id", (pl.col("time_s") / config.segment_s).floor().cast(pl.Int64).alias("k")).unique()
+        for (vid,), rows in idx.sort("video_id", "k").group_by(["video_id"], maintain_order=True):
+            k = rows["k"].to_numpy()
+            n = len(k)
+            starts = k * config.segment_s
+            seg_tables.append(pl.DataFrame({"segment": k.astype(np.int32), "start_s": starts.astype(np.float64),
                                             "end_s": starts + config.segment_s, "text": [None] * n,
                                             "video_id": [vid] * n},
                                            schema={"segment": pl.Int32, "start_s": pl.Float64, "end_s": pl.Float64,

@@ -18,7 +18,10 @@ beside ``metrics.json`` and ``predictions.parquet``, a ``model/`` folder:
   (``part0.lgbm.txt``, ``part0.col3.lgbm.txt``), linear coefficients and the
   standardisation statistics (``part0.npz``: ``W, b, mean, std``), full heads'
   state dicts (``part0.pt``, input standardisation buffers included, also in
-  ``part0.input_stats.npz``) with the constructor arguments in the card.
+  ``part0.input_stats.npz``) with the constructor arguments in the card; the
+  COGNIMUSE networks (:mod:`evoke.heads.cognimuse`, part kind ``cognimuse``) keep
+  their training split's vocabulary beside them (``part0.vocabulary.json``: the
+  words in index order, PAD and UNK first).
 
 A head is one or more *parts*, each filling some prediction columns: a
 lightweight model on the pooled features (:mod:`evoke.heads.light`), a full
@@ -188,6 +191,11 @@ class HeadModel:
     # what the parts read when not the features: {"kind": "vce_intensity", "table", "columns"}
     inputs: dict | None = None
 
+    @property
+    def reads_subtitles(self) -> bool:
+        """Whether a part reads subtitle words (``feats.subtitles``, set by :mod:`evoke.predict.run`)."""
+        return any(getattr(part, "vocab", None) is not None for _, part in self.parts)
+
     def predict(self, feats, video_ids, times) -> np.ndarray:
         """Predictions (N, K) for units ``video_ids`` (N,) and ``times`` (N,) or None (whole videos)."""
         n, k = len(video_ids), len(self.classes)
@@ -225,6 +233,10 @@ class HeadModel:
                 part = FullPart(_build_net(folder, spec), spec["loss"], spec["kwargs"])
             elif spec["kind"] == "constant":
                 part = ConstantPart(spec["value"])
+            elif spec["kind"] == "cognimuse":
+                from evoke.heads.cognimuse import CognimusePart
+
+                part = CognimusePart.load(folder, spec)
             else:
                 raise PredictError(f"{folder / 'model.json'}: unknown part kind {spec['kind']!r}")
             parts.append((spec.get("columns"), part))

@@ -14,6 +14,11 @@
 Both return (and write) the columns of a run's ``predictions.parquet``:
 ``video_id``, ``time_s`` (per-second tasks: every second of the video's
 features), ``split`` (the dataset's; null for new files), ``pred_{class}``.
+Heads that read subtitle words (the COGNIMUSE networks) get, per second, the
+words of the cues overlapping it: from the dataset's
+``labels/viewer_valence_segments.parquet`` (:func:`predict_dataset`) or from an
+``.srt`` beside each video file (:func:`predict_videos`).
+
 Units: a whole video for per-video tasks; for per-second tasks each step of
 the features' 1 Hz grid (the first extractor's, in name order) that every
 extractor covers, the window of ``seq_len`` steps ending there.
@@ -94,6 +99,10 @@ def predict_dataset(run_dir: str | Path, dataset_dir: str | Path, out: str | Pat
     else:
         check_features(card, feature_identity(ddir, model.extractors), str(ddir / "features"))
         feats = FeatureSet.load(ddir, model.extractors, memory_mb=memory_mb)
+        if model.reads_subtitles:
+            from evoke.tasks.viewer_valence import segment_cues
+
+            feats.subtitles = segment_cues(ddir / "labels" / "viewer_valence_segments.parquet")
         if not feats.video_ids:
             raise PredictError(f"{ddir / 'features'}: no video has features of every extractor of the model "
                                f"({', '.join(model.extractors)})")
@@ -222,11 +231,28 @@ def predict_videos(run_dir: str | Path, sources: list[str], out: str | Path | No
             Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="evoke-predict-")))
         _extract(wdir, manifest, ingest, frames, settings)
         feats = FeatureSet.load(wdir, model.extractors, memory_mb=None)
+        if model.reads_subtitles:
+            feats.subtitles = subtitles_beside(manifest)
         table = predictions_table(model, feats, [v for v in manifest["video_id"] if v in feats.video_ids])
         feats.data.close()
     log.info("%s/%s: predicted %d unit(s) of %d of %d video(s)", model.task, model.head, table.height,
              table["video_id"].n_unique(), manifest.height)
     return _finish(table, card, out, plot_dir)
+
+
+def subtitles_beside(manifest: pl.DataFrame) -> dict[str, list[tuple[float, float, str]]]:
+    """``{video_id: cues}`` from an ``.srt`` beside each local video (``clip.mp4`` -> ``clip.srt``);
+    a video without one is predicted from padding only (logged)."""
+    from evoke.labels.viewers import read_srt
+
+    out = {}
+    for vid, src in manifest.select("video_id", "source").iter_rows():
+        srt = Path(src).with_suffix(".srt") if "://" not in src else None
+        if srt is not None and srt.is_file():
+            out[vid] = [(a, b, t) for a, b, t in read_srt(srt).select("start_s", "end_s", "text").iter_rows()]
+        else:
+            log.warning("%s: no .srt beside it: its text branch reads padding only", src)
+    return out
 
 
 def _extract(wdir: Path, manifest: pl.DataFrame, ingest: dict, frames: dict, settings: dict) -> None:

@@ -35,11 +35,19 @@ other groups' videos for validation. The predictions then cover every unit
 counts every unit as train and test (each is both, in different folds) and
 ``info["folds"]`` gives each fold's sizes.
 
-Heads: ``lightgbm`` and ``linear`` fit one classifier per target (single-task);
-``full`` trains one FullHead per target; ``full_multitask`` one FullHead with
-``n_branches`` = viewers + 1 on a shared trunk (the multi-task model), BCE over
-the labelled entries. A target with a single class in training predicts its
-training rate (named in ``info``).
+Heads: ``lightgbm`` and ``linear`` fit one classifier per target (single-task).
+The full heads are, by default (``train.full`` ``network: cognimuse``), the
+paper's networks (:mod:`evoke.heads.cognimuse`): ``full`` trains one ST network
+per target (fused max-pooled visual features and subtitle words, 1024, 512,
+256, sigmoid, class-weighted log-loss + L1), ``full_multitask`` one MT network
+(shared 2048, 1024; a branch of 512, 256, 128 per target, each updated only on
+the units its viewer annotated); ``modalities`` (both, visual, text) is the
+paper's ablation. A unit's words are its segment's ``text`` (the SRT cue), or
+for a second the text of the segments table's cues that overlap it. With
+``network: eev`` they are :class:`~evoke.heads.models.FullHead` s instead (one
+per target; or one with ``n_branches`` = viewers + 1, BCE over the labelled
+entries). A target with a single class in training predicts its training rate
+(named in ``info``).
 
 Metrics: accuracy (threshold 0.5; label 1 = valence >= 0) per target over its
 labelled units, with folds the mean over the folds of each fold's accuracy
@@ -77,16 +85,28 @@ from evoke.tasks.base import (
 
 @dataclass
 class ViewerUnits(Units):
-    """Units with each unit's segment start (``start_s``, None per second) and fold group."""
+    """Units with each unit's segment start (``start_s``, None per second), fold group and
+    subtitle text (None: no subtitles)."""
 
     start_s: list[float] | None = None
     group: list[str] | None = None
+    text: list[str | None] | None = None
 
     def take(self, keep: np.ndarray) -> "ViewerUnits":
         idx = np.flatnonzero(keep) if keep.dtype == bool else keep
         base = Units.take(self, idx)
         pick = lambda xs: None if xs is None else [xs[i] for i in idx]  # noqa: E731
-        return ViewerUnits(base.video_id, base.time_s, base.y, base.mask, pick(self.start_s), pick(self.group))
+        return ViewerUnits(base.video_id, base.time_s, base.y, base.mask, pick(self.start_s), pick(self.group),
+                           pick(self.text))
+
+    def windows(self) -> dict:
+        """``video_id, start_s, end_s, text, y, mask`` of the COGNIMUSE network: a segment is
+        [start_s, last second + 1) (the steps :func:`segment_pooled_matrix` pools), a second [t, t + 1)."""
+        starts = self.start_s if self.start_s is not None else list(self.time_s)
+        return {"video_id": self.video_id, "start_s": [float(a) for a in starts],
+                "end_s": [float(t) + 1.0 for t in self.time_s],
+                "text": list(self.text) if self.text is not None else [None] * len(self),
+                "y": self.y, "mask": self.mask}
 
 
 def segment_pooled_matrix(feats, units: ViewerUnits) -> np.ndarray:
@@ -97,20 +117,32 @@ def segment_pooled_matrix(feats, units: ViewerUnits) -> np.ndarray:
     ``end`` is the unit's ``time_s`` + 1 (its last second's end); steps whose
     mask is false are left out (all of them masked: the raw steps are pooled,
     as :meth:`FeatureSet.pooled` does)."""
+    from evoke.heads.cognimuse import segment_steps  # torch: not at import (planning reads TASKS)
+
     out = np.empty((len(units), feats.pooled_dim(True)), np.float32)
     for i, (v, start, last) in enumerate(zip(units.video_id, units.start_s, units.time_s)):
         parts = []
         for e in feats.extractors:
             f = feats.data[v][e]
-            ts = f.timestamps_s
-            sel = (ts >= start - 1e-6) & (ts < last + 1 - 1e-6)
-            if not sel.any():  # a segment shorter than a step: the step at its start
-                sel = np.zeros(ts.shape, bool)
-                sel[int(np.clip(np.searchsorted(ts, start + 1e-6, side="right") - 1, 0, len(ts) - 1))] = True
+            sel = segment_steps(f.timestamps_s, start, last + 1)  # shorter than a step: the step at its start
             win, m = f.values[sel], f.mask[sel]
             valid = win[m] if m.any() else win
             parts += [valid.mean(0), valid.max(0), valid.std(0), win[-1]]
         out[i] = np.concatenate(parts)
+    return out
+
+
+def segment_cues(path: Path) -> dict[str, list[tuple[float, float, str]]]:
+    """``{video_id: [(start_s, end_s, text), ...]}`` of a segments table's cues with text (empty
+    when the table or its ``text`` column is missing)."""
+    if not Path(path).is_file():
+        return {}
+    df = pl.read_parquet(path)
+    if "text" not in df.columns:
+        return {}
+    out: dict[str, list] = {}
+    for v, a, b, t in df.select("video_id", "start_s", "end_s", "text").drop_nulls("text").iter_rows():
+        out.setdefault(v, []).append((float(a), float(b), t))
     return out
 
 
@@ -194,7 +226,8 @@ class ViewerValenceTask(Task):
         mask = ~np.isnan(raw)
         units = ViewerUnits(df["video_id"].to_list(), df["time_s"].to_list(), np.nan_to_num(raw), mask,
                             df["start_s"].to_list() if self.units == "segment" else None,
-                            df[self.folds].cast(pl.String).to_list() if self.folds else None)
+                            df[self.folds].cast(pl.String).to_list() if self.folds else None,
+                            self._texts(df, dataset_dir))
         names = ["average"] + viewers
         if self.folds:
             groups = sorted(set(units.group))
@@ -205,6 +238,16 @@ class ViewerValenceTask(Task):
                             {"folds": self.folds, "groups": groups}, False)
         splits, from_train = split_units(units, df["split"].to_list(), self.val_fraction, self.seed)
         return TaskData(splits, names, {}, from_train)
+
+    def _texts(self, df: pl.DataFrame, dataset_dir: Path) -> list[str | None]:
+        """Each unit's subtitle words: a segment's own ``text``; a second's, the text of the
+        segments table's cues that overlap it (none without that table or its ``text``)."""
+        if self.units == "segment":
+            return df["text"].to_list() if "text" in df.columns else [None] * df.height
+        from evoke.heads.cognimuse import cue_text
+
+        cues = segment_cues(dataset_dir / self.optional_label_files["segments"])
+        return [cue_text(cues.get(v), t, t + 1.0) for v, t in zip(df["video_id"], df["time_s"])]
 
     # -------------------------------------------------------------- heads
 
@@ -259,6 +302,8 @@ class ViewerValenceTask(Task):
         from evoke.heads.full import fit_full  # torch: only when a full head is fitted
 
         self._check_classes(data)
+        if self.full_cfg.network == "cognimuse":
+            return self._fit_cognimuse(head, feats, data, out_dir, stop_after_epoch)
         if head == "full_multitask":
             d = {s: data.splits[s].as_dict() for s in data.splits}
             preds, history, net = fit_full(feats, d["train"], d["val"], [d["val"], d["test"]], "bce", 1,
@@ -267,12 +312,24 @@ class ViewerValenceTask(Task):
             self.fitted = self.head_model(head, feats, data.target_names,
                                           [(None, self.full_part(net, feats, "bce", 1, len(data.target_names)))])
             return {"val": preds[0], "test": preds[1]}, {"history": history}
+
+        def fit_one(k, name):
+            sub = {s: {**data.splits[s].as_dict(), "y": data.splits[s].y[:, [k]], "mask": data.splits[s].mask[:, [k]]}
+                   for s in data.splits}
+            preds, history, net = fit_full(feats, sub["train"], sub["val"], [sub["val"], sub["test"]], "bce", 1,
+                                           self.full_cfg, out_dir / "checkpoint" / name,
+                                           stop_after_epoch=stop_after_epoch)
+            return preds, history, self.full_part(net, feats, "bce", 1)
+
+        return self._per_target(head, feats, data, fit_one)
+
+    def _per_target(self, head, feats, data, fit_one):
+        """Single-task full heads: ``fit_one(k, name) -> ([val, test] predictions (N, 1), history,
+        part)`` for each target; a target with one class in training predicts its rate."""
         tr = data.splits["train"]
         out = {s: np.zeros((len(data.splits[s]), len(data.target_names))) for s in ("val", "test")}
         histories, constant, parts = {}, [], []
         for k, name in enumerate(data.target_names):
-            sub = {s: {**data.splits[s].as_dict(), "y": data.splits[s].y[:, [k]], "mask": data.splits[s].mask[:, [k]]}
-                   for s in data.splits}
             yk = tr.y[tr.mask[:, k], k]
             if np.unique(yk).size < 2:
                 constant.append(name)
@@ -280,13 +337,32 @@ class ViewerValenceTask(Task):
                 for s in out:
                     out[s][:, k] = parts[-1][1].value
                 continue
-            preds, histories[name], net = fit_full(feats, sub["train"], sub["val"], [sub["val"], sub["test"]],
-                                                   "bce", 1, self.full_cfg, out_dir / "checkpoint" / name,
-                                                   stop_after_epoch=stop_after_epoch)
+            preds, histories[name], part = fit_one(k, name)
             out["val"][:, k], out["test"][:, k] = preds[0][:, 0], preds[1][:, 0]
-            parts.append(([k], self.full_part(net, feats, "bce", 1)))
+            parts.append(([k], part))
         self.fitted = self.head_model(head, feats, data.target_names, parts)
         return out, {"history": histories, "constant_columns": constant}
+
+    def _fit_cognimuse(self, head, feats, data, out_dir, stop_after_epoch):
+        """The COGNIMUSE networks (:mod:`evoke.heads.cognimuse`): ST, one per target (a target with
+        one class in training predicts its rate), or MT with a branch per target."""
+        from evoke.heads.cognimuse import CognimusePart, fit_cognimuse
+
+        w = {s: data.splits[s].windows() for s in data.splits}
+        if head == "full_multitask":
+            preds, history, net, vocab = fit_cognimuse(feats, w["train"], w["val"], [w["val"], w["test"]],
+                                                       self.full_cfg, out_dir / "checkpoint", True, stop_after_epoch)
+            self.fitted = self.head_model(head, feats, data.target_names, [(None, CognimusePart(net, vocab))])
+            return {"val": preds[0], "test": preds[1]}, {"history": history}
+
+        def fit_one(k, name):
+            col = lambda d: {**d, "y": d["y"][:, [k]], "mask": d["mask"][:, [k]]}  # noqa: E731
+            preds, history, net, vocab = fit_cognimuse(feats, col(w["train"]), col(w["val"]), [w["val"], w["test"]],
+                                                       self.full_cfg, out_dir / "checkpoint" / name, False,
+                                                       stop_after_epoch)
+            return preds, history, CognimusePart(net, vocab)
+
+        return self._per_target(head, feats, data, fit_one)
 
     # -------------------------------------------------------------- scores
 
