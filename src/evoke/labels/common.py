@@ -47,9 +47,6 @@ VCE_POSITIVE: tuple[str, ...] = (
     "satisfaction", "sexual_desire",
 )
 
-# annotation times beyond this are impossible for a video (24 hours)
-MAX_TIME_S = 86_400.0
-
 
 class LabelError(EvokeError):
     """An annotation file or setting cannot be used: the message names the file and why."""
