@@ -7,7 +7,10 @@ duration, so a 10.0 s video gives 10 frames at 1 Hz and a one-frame video one.
 
 Decoding streams through the file (bounded memory on a 2-hour film) and seeks
 only when the next target lies past the next keyframe, the fastest exact
-method we measured (bench/RESULTS.md). Only the chosen frames are converted to
+method we measured (bench/RESULTS.md). Since the packet scan tells which frame
+each target takes, only what those frames depend on is decoded: non-reference
+frames no target takes are skipped, and before a seek the decoder is drained
+right after the last frame taken instead of decoding ahead. Only the chosen frames are converted to
 RGB, scaled so their short side is at most ``short_side`` and turned upright
 by the stream's rotation.
 
