@@ -222,6 +222,7 @@ def _last_decoded(path: Path, key_times: np.ndarray, time_base: float) -> tuple[
         try:
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
+                stream.thread_type = "AUTO"  # frame threads: the same frames (checked on the bad-input corpus)
                 if time_base > 0:
                     container.seek(int(round(key / time_base)), stream=stream, backward=True)
                 for packet in container.demux(stream):  # the last, empty packet flushes the decoder
