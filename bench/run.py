@@ -14,6 +14,10 @@ file, never an absolute time checked by a test:
   (muted copy + 16 kHz WAV) against the frames stage on the same file
   (target below 0.1x).
 
+* before_after (``--before GIT_REF``): frames and ingest as above for the
+  ``src/`` of that revision and for this tree, interleaved in one run, each
+  tree in its own warm ``bench/worker.py`` process, outputs compared by hash.
+
 Each timing is the best of ``--reps`` repetitions (default 3), measured
 interleaved with its reference so that load from other processes hits both.
 CPU time (user + system, all threads and child processes) is recorded too: it
@@ -649,6 +653,97 @@ def bench_ingest(out: Path, seconds: int, reps: int, proposals: bool) -> dict:
     return result
 
 
+# --------------------------------------------------------------------------- before/after in one run
+
+
+class _Worker:
+    """A ``bench/worker.py`` process importing evoke from ``src`` (one tree)."""
+
+    def __init__(self, src: Path):
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("worker.py"))], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready = json.loads(self.proc.stdout.readline())["ready"]
+        if not ready.startswith(str(src)):
+            raise SystemExit(f"worker imported evoke from {ready}, not from {src}")
+
+    def run(self, **cmd) -> dict:
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker failed on {cmd}")
+        return json.loads(line)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def tree_at(ref: str, out: Path) -> tuple[Path, str]:
+    """``src/`` (and the config schema it reads) of git revision ``ref``, unpacked under ``out``; (src, commit)."""
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", ref], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    dest = out / f"tree-{sha[:12]}"
+    if not (dest / "workflow" / "schemas").is_dir():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "src", "workflow/schemas"], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest / "src", sha
+
+
+def bench_before_after(out: Path, ref: str, seconds: int, reps: int) -> dict:
+    """The frames and ingest benchmarks for the code at ``ref`` (before) and this tree (after),
+    interleaved in one run: each repetition times the null decodes, then each step with both
+    trees, so load from elsewhere hits before and after alike. Every output is compared
+    between the two (sha256 of the frames and times, of the WAV and the probe row)."""
+    g250, g60 = make_segment(out, seconds, 250), make_segment(out, seconds, 60)
+    aac = make_with_audio(out, g250)
+    before_src, sha = tree_at(ref, out)
+    trees = {"before": _Worker(before_src), "after": _Worker(ROOT / "src")}
+    work = {k: out / f"work-{k}" for k in trees}
+    for d in work.values():
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir()
+    steps = {"frames g250": ("frames", g250), "frames g60": ("frames", g60),
+             "frames stage": ("frames_stage", aac), "ingest": ("ingest", aac)}
+    runs = {"null g250": [], "null g60": []} | {f"{s} {t}": [] for s in steps for t in trees}
+    digests: dict[str, set] = {}
+    log(f"before/after: {ref} ({sha[:12]}) vs this tree, {reps} repetitions, load {loadavg()}")
+    try:
+        for rep in range(reps + 1):  # repetition 0 warms both workers and the page cache (not counted)
+            for key, path in (("null g250", g250), ("null g60", g60)):
+                r = measure(lambda: null_decode(path))
+                r.pop("value")
+                if rep:
+                    runs[key].append(r)
+            for step, (fn, path) in steps.items():
+                for tree, worker in trees.items():
+                    r = worker.run(fn=fn, path=str(path), work=str(work[tree]))
+                    digests.setdefault(step, set()).add(r.pop("digest"))
+                    if rep:
+                        runs[f"{step} {tree}"].append(r)
+    finally:
+        for w in trees.values():
+            w.close()
+        for d in work.values():
+            shutil.rmtree(d, ignore_errors=True)
+    best = {k: best_of(v) for k, v in runs.items()}
+    result = {"before": {"ref": ref, "commit": sha}, "reps": reps, "times": best,
+              "identical_outputs": {step: len(d) == 1 for step, d in digests.items()}, "ratios": {}}
+    for tree in trees:
+        ratios = {}
+        for g in ("g250", "g60"):
+            f, n = best[f"frames {g} {tree}"], best[f"null {g}"]
+            ratios[f"frames {g} / null decode"] = {"wall": f["wall_s"] / n["wall_s"], "cpu": f["cpu_s"] / n["cpu_s"]}
+        i, st = best[f"ingest {tree}"], best[f"frames stage {tree}"]
+        ratios["ingest / frames stage"] = {"wall": i["wall_s"] / st["wall_s"], "cpu": i["cpu_s"] / st["cpu_s"]}
+        result["ratios"][tree] = ratios
+        log("  " + tree + ": " + ", ".join(f"{k} {v['wall']:.3f}x (cpu {v['cpu']:.3f}x)" for k, v in ratios.items()))
+    result["loadavg_after"] = loadavg()
+    return result
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -705,6 +800,13 @@ def print_table(results: dict) -> None:
                 f"{mem['ratio']:.2f}x", "", True)
         if "ratio_proposal" in mem:
             row("  the same, skip-nonref proposal", f"{mem['ratio_proposal']:.2f}x", "", True)
+    ba = results.get("before_after")
+    if ba:
+        lines.append(f"before/after (before = {ba['before']['ref']}, {ba['before']['commit'][:12]}; "
+                     f"identical outputs: {ba['identical_outputs']})")
+        for tree, ratios in ba["ratios"].items():
+            for name, v in ratios.items():
+                lines.append(f"  {tree:<7} {name:<38} {v['wall']:7.3f}x  (cpu {v['cpu']:.3f}x)")
     ing = results.get("ingest")
     if ing:
         row("ingest (x frames stage, same file)", f"{ing['ratio']:.3f}x", f"<{ing['target_ratio']}x",
@@ -718,7 +820,7 @@ def print_table(results: dict) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=["frames", "memory", "ingest"], action="append",
+    ap.add_argument("--only", choices=["frames", "memory", "ingest", "before_after"], action="append",
                     help="run only this benchmark (repeatable)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 10 s files, a 5 min long file, 1 repetition")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out", help="videos, profiles, results.json")
@@ -732,6 +834,9 @@ def main(argv=None) -> int:
                     help="before each benchmark, wait up to this long for the load average to drop "
                          "below half the cores (the machine may be shared)")
     ap.add_argument("--profile", action="store_true", help="write cProfile tables of sample_frames to --out")
+    ap.add_argument("--before", metavar="GIT_REF", default=None,
+                    help="with --only before_after: time the frames and ingest benchmarks for the src/ of "
+                         "this git revision and for this tree, interleaved in one run")
     args = ap.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -764,12 +869,17 @@ def main(argv=None) -> int:
     if "ingest" in only:
         idle("ingest")
         results["ingest"] = bench_ingest(out, seconds, reps, args.proposals)
+    if "before_after" in only:
+        if not args.before:
+            raise SystemExit("--only before_after needs --before GIT_REF")
+        idle("before_after")
+        results["before_after"] = bench_before_after(out, args.before, seconds, reps)
     if "memory" in only:
         idle("memory")
         results["memory"] = bench_memory(out, seconds, copies, ratio_copies, args.proposals)
     results["waited_for_idle_s"] = waited
     results["total_s"] = time.perf_counter() - t0
-    for name in ("frames", "ingest", "memory"):
+    for name in ("frames", "ingest", "memory", "before_after"):
         if name in results:  # each section says when and how it was made (sections of other runs are kept)
             results[name] |= {"date": results["date"], "command": results["command"],
                               "loadavg_before": results["loadavg_before"][name]}
@@ -777,10 +887,12 @@ def main(argv=None) -> int:
     path = out / name
     if args.only and path.is_file():
         previous = json.loads(path.read_text())
-        results = {**{k: previous[k] for k in ("frames", "ingest", "memory") if k in previous}, **results}
+        results = {**{k: previous[k] for k in ("frames", "ingest", "memory", "before_after") if k in previous},
+                   **results}
     path.write_text(json.dumps(results, indent=1, default=float))
     print_table(results)
-    print(f"\nwritten: {path} (sections: {', '.join(k for k in ('frames', 'ingest', 'memory') if k in results)})")
+    sections = [k for k in ("frames", "ingest", "memory", "before_after") if k in results]
+    print(f"\nwritten: {path} (sections: {', '.join(sections)})")
     return 0
 
 

@@ -191,3 +191,57 @@ def test_frames_shard_resumes_finished_videos(media, tmp_path):
         assert (f["noaudio/frames"][0] == 7).all()  # reused
         np.testing.assert_array_equal(f["cfr/frames"][()], first)  # redone, same result
     assert not parts.exists()
+
+
+def _sampled(path, info, drain_plan=None):
+    """The PyAV sampler's frames at 1 Hz (native size), with ``drain_plan`` replacing the drain points
+    sample_frames computes; also how many frames it decoded and whether it drained."""
+    from evoke import frames as F
+    from evoke.media import video_packet_times
+
+    times, keys, tb = video_packet_times(path)
+    targets = target_times(info["duration_s"], 1.0)
+    taken = times[np.maximum(np.searchsorted(times, targets + 1e-9, side="right") - 1, 0)]
+    taken_pts = {int(round(x / tb)) for x in taken}
+    plan = F._drain_points(taken, times[keys], targets, tb) if drain_plan is None else drain_plan(taken_pts)
+    sampler = F._PyAVSampler(path, times[keys], info["fps_avg"], taken_pts, plan)
+    decoded, drained = [0], [False]
+    one = sampler._decode_one
+
+    def counting():
+        got = one()
+        decoded[0] += got is not None
+        drained[0] |= sampler.paused
+        return got
+
+    sampler._decode_one = counting
+    try:
+        out = [sampler.frame_at(float(t)) for t in targets]
+    finally:
+        sampler.close()
+    return [(ft, f.to_ndarray(format="rgb24")) for ft, f in out], decoded[0], drained[0], plan
+
+
+def test_draining_before_seeks_gives_the_frames_of_a_sequential_decode(media):
+    """1 Hz on 1 s keyframes: after each target's frame the next target is past a keyframe, so the
+    decoder is drained there; fewer frames decode than a full decode, the frames are the same."""
+    info = probe(media["cfr"])
+    got, decoded, drained, plan = _sampled(media["cfr"], info)
+    assert drained and len(plan) == len(got) - 1
+    assert decoded < info["n_frames"] / 2
+    ref = reference_frames(media["cfr"], target_times(info["duration_s"], 1.0))
+    for (ft, img), (rt, rimg) in zip(got, ref, strict=True):
+        assert ft == pytest.approx(rt, abs=1e-6)
+        np.testing.assert_array_equal(img, rimg)
+
+
+def test_a_drain_plan_that_does_not_hold_still_gives_the_frame_on_screen(media):
+    """Drain points the targets do not match (every taken frame, mapped to no target): the sampler
+    must notice the missing seek, go back to the keyframe and decode on."""
+    info = probe(media["vfr"])
+    got, _, drained, _ = _sampled(media["vfr"], info, drain_plan=lambda pts: {p: -5.0 for p in pts})
+    assert drained
+    ref = reference_frames(media["vfr"], target_times(info["duration_s"], 1.0))
+    for (ft, img), (rt, rimg) in zip(got, ref, strict=True):
+        assert ft == pytest.approx(rt, abs=1e-6)
+        np.testing.assert_array_equal(img, rimg)

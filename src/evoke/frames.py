@@ -7,7 +7,10 @@ duration, so a 10.0 s video gives 10 frames at 1 Hz and a one-frame video one.
 
 Decoding streams through the file (bounded memory on a 2-hour film) and seeks
 only when the next target lies past the next keyframe, the fastest exact
-method we measured (bench/RESULTS.md). Only the chosen frames are converted to
+method we measured (bench/RESULTS.md). Since the packet scan tells which frame
+each target takes, only what those frames depend on is decoded: non-reference
+frames no target takes are skipped, and before a seek the decoder is drained
+right after the last frame taken instead of decoding ahead. Only the chosen frames are converted to
 RGB, scaled so their short side is at most ``short_side`` and turned upright
 by the stream's rotation.
 
@@ -107,10 +110,19 @@ class _PyAVSampler:
     decoded, about 30% less CPU; bench/RESULTS.md).
     Reference frames always decode, so each taken frame is exactly the frame a
     full decode gives.
+
+    ``drain_pts`` maps taken frames after which the next target lies past a
+    keyframe (the sampler seeks there next) to the target that takes them
+    (ticks to seconds): once such a packet is fed, the
+    decoder is drained instead of being fed packets whose frames a seek would
+    throw away (frame threads decode several packets ahead; 1 Hz on 2 s
+    keyframes: about a quarter less decoding). Should the seek not come, the
+    sampler seeks back to the keyframe before the target and decodes on
+    without draining, so the frame returned never depends on the plan.
     """
 
     def __init__(self, path: Path, keyframes: np.ndarray, fps: float | None,
-                 taken_pts: set[int] | None = None):
+                 taken_pts: set[int] | None = None, drain_pts: dict[int, float] | None = None):
         self.container = av.open(str(path))
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
@@ -118,6 +130,8 @@ class _PyAVSampler:
         self.keyframes = keyframes
         self.taken_pts = taken_pts
         self.skip_nonref = bool(taken_pts) and self.stream.codec_context.name in SKIP_NONREF_CODECS
+        self.drain_pts = drain_pts or {}
+        self.paused = False  # the decoder was drained at a drain point: the next frame needs a seek
         self.step = 1.0 / fps if fps else 0.04
         self._frames: Iterator[av.VideoFrame] | None = None
         self.prev: tuple[float, av.VideoFrame] | None = None
@@ -131,22 +145,32 @@ class _PyAVSampler:
     def close(self):
         self.container.close()
 
-    def _seek(self, t: float | None):
+    def _seek(self, t: float | None, drain: bool = True):
         if t is not None:
             self.container.seek(int(round(t / self.tb)), stream=self.stream, backward=True)
-        self._frames = self._decode_packets()
+            if self.paused:
+                self.stream.codec_context.flush_buffers()  # leave the drained (end of stream) state
+        self.paused = False
+        self._frames = self._decode_packets(drain)
         self.prev, self.ahead, self.exhausted = None, None, False
         self._buffer: list[tuple[float, av.VideoFrame]] = []
         self._count_time = t or 0.0
 
-    def _decode_packets(self) -> Iterator[av.VideoFrame]:
-        """``container.decode(stream)``, choosing per packet whether a non-reference frame may be skipped."""
+    def _decode_packets(self, drain: bool = True) -> Iterator[av.VideoFrame]:
+        """``container.decode(stream)``, choosing per packet whether a non-reference frame may be
+        skipped, and draining the decoder after a drain point (then ``paused``)."""
         cc = self.stream.codec_context
         for packet in self.container.demux(self.stream):
             if self.skip_nonref:
                 taken = packet.pts is None or packet.pts in self.taken_pts
                 cc.skip_frame = "DEFAULT" if taken else "NONREF"
             yield from packet.decode()
+            if drain and packet.pts is not None and packet.pts in self.drain_pts:
+                self.paused = True
+                for frame in cc.decode(None):  # the frames still inside the decoder's threads
+                    frame.time_base = self.stream.time_base  # (a flush packet carries none)
+                    yield frame
+                return
 
     def _decode_one(self) -> tuple[float, av.VideoFrame] | None:
         try:
@@ -170,6 +194,8 @@ class _PyAVSampler:
         while not self.exhausted and len(self._buffer) < REORDER_DEPTH:
             got = self._decode_one()
             if got is None:
+                if self.paused:
+                    break  # drained before a seek: not the end of the stream
                 self.exhausted = True
             else:
                 self._buffer.append(got)
@@ -187,6 +213,11 @@ class _PyAVSampler:
         while True:
             if self.ahead is None:
                 self.ahead = self._next()
+                if self.ahead is None and self.paused:
+                    if self.prev is not None and abs(self.drain_pts.get(self.prev[1].pts, -1.0) - t) < 1e-9:
+                        break  # drained right after the frame the plan has t take: it is on screen at t
+                    self._seek(float(key[-1]) if key.size else 0.0, drain=False)  # a seek that did not come
+                    continue
             if self.ahead is None or self.ahead[0] > t + 1e-9:
                 break
             self.prev, self.ahead = self.ahead, None
@@ -224,11 +255,12 @@ def sample_frames(
     if backend != "pyav":
         raise EvokeError(f"unknown frames backend {backend!r} (pyav or decord)")
     times, keys, tb = video_packet_times(path)
-    taken_pts = None
+    taken_pts, drain_pts = None, None
     if times.size and tb:  # the timestamp of the frame each target takes: only these must decode
         taken = times[np.maximum(np.searchsorted(times, targets + 1e-9, side="right") - 1, 0)]
         taken_pts = {int(round(x / tb)) for x in taken}
-    sampler = _PyAVSampler(path, times[keys], info.get("fps_avg"), taken_pts)
+        drain_pts = _drain_points(taken, times[keys], targets, tb)
+    sampler = _PyAVSampler(path, times[keys], info.get("fps_avg"), taken_pts, drain_pts)
     try:
         w, h = output_size(info["width"], info["height"], short_side)
         for i, t in enumerate(targets):
@@ -240,6 +272,16 @@ def sample_frames(
             yield i, float(t), ft, _upright(img, info["rotation"])
     finally:
         sampler.close()
+
+
+def _drain_points(taken: np.ndarray, key_times: np.ndarray, targets: np.ndarray, tb: float) -> dict[int, float]:
+    """The taken frames (timestamp in ticks: its target time in s) after which the next target's
+    keyframe lies later than them: the sampler seeks from there, so nothing after them needs decoding."""
+    if not key_times.size or targets.size < 2:
+        return {}
+    ki = np.searchsorted(key_times, targets[1:] + 1e-9, side="right") - 1
+    next_key = np.where(ki >= 0, key_times[np.maximum(ki, 0)], -np.inf)
+    return {int(round(x / tb)): float(t) for x, t, k in zip(taken[:-1], targets[:-1], next_key) if k > x + 1e-9}
 
 
 def _sample_decord(path: Path, targets: np.ndarray, short_side: int, info: dict):
