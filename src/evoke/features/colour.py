@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evoke.features.base import ExtractorConfig, FeatureExtractor, FeatureResult, VideoInput, register_extractor
+from evoke.features.base import ExtractorConfig, FeatureExtractor, register_extractor
 
 
 @dataclass(frozen=True)
@@ -74,5 +74,7 @@ class ColourExtractor(FeatureExtractor):
         hues = tuple(f"hue_{round(i * step):03d}_{round((i + 1) * step):03d}" for i in range(self.config.hue_bins))
         return ("brightness", "contrast", "saturation", "colourfulness", "warmth", *hues)
 
-    def extract(self, video: VideoInput) -> FeatureResult:
-        return self.per_frame(video, lambda frames: colour_stats(frames, self.config.hue_bins))
+    def frame_step(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """The statistics (B, 5 + hue_bins) of a (B, H, W, 3) uint8 batch (``extract`` is
+        ``per_frame`` over these; the stage batches across videos)."""
+        return {"values": colour_stats(frames, self.config.hue_bins)}
