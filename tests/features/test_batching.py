@@ -77,12 +77,16 @@ def read_shard(path) -> dict:
         return {vid: {name: f[vid][name][()] for name in f[vid]} for vid in f}
 
 
-def assert_same_stores(a: dict, b: dict) -> None:
+def assert_same_stores(a: dict, b: dict, close: dict | None = None) -> None:
+    """Equal bit for bit, except the datasets in ``close`` (name -> absolute tolerance)."""
     assert sorted(a) == sorted(b)
     for vid in a:
         assert sorted(a[vid]) == sorted(b[vid])
         for key, arr in a[vid].items():
-            np.testing.assert_array_equal(b[vid][key], arr, err_msg=f"{vid}/{key}")
+            if key in (close or {}):
+                np.testing.assert_allclose(b[vid][key], arr, rtol=0, atol=close[key], err_msg=f"{vid}/{key}")
+            else:
+                np.testing.assert_array_equal(b[vid][key], arr, err_msg=f"{vid}/{key}")
 
 
 def run(name, shard, tmp_path, tag, config=None, weights=None, **kw):
@@ -122,8 +126,12 @@ def test_batches_across_videos_equal_per_video_extraction(name, shard, weights, 
         assert (status["status"] == "ok").all(), status["error"].to_list()
         stores[tag] = read_shard(out)
     assert sorted(stores["cross"]) == sorted(videos)
+    # MTCNN's box regression runs every candidate box of a batch in one call, so a box's
+    # last bits can depend on the batch (7.6e-6 px on the demo, bench/RESULTS.md); the
+    # embeddings, masks and every other extractor's values are the same bit for bit
+    close = {"face_boxes": 1e-4, "face_probability": 1e-6} if name == "facenet" else None
     for tag in modes:
-        assert_same_stores(stores["per_video"], stores[tag])
+        assert_same_stores(stores["per_video"], stores[tag], close)
     if videos == VIDEOS:
         ext = create_extractor(name, config, weights_paths=w)
         with h5py.File(frames) as f:

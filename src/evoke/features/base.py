@@ -20,10 +20,16 @@ step has no valid value (no face, no audio, a window shorter than the model's).
 Frames extractors read the stored frames through ``self.frame_batches(video)``:
 batches of ``frame_batch_size`` valid frames, each passed through
 ``prepare_frames`` (the extractor's CPU/device preprocessing, by default none).
-In the features stage a :class:`FramePrefetcher` reads and prepares the next
-batch (also the next video's first) in a background thread while the model
-runs on the current one; outside the stage the same functions run in line, with
-the same results.
+Those that compute each frame on its own implement ``frame_step`` (a prepared
+batch -> per-frame outputs); their ``extract`` is ``per_frame``, and in the
+features stage a :class:`CrossVideoFrames` runs them over a shard's videos in
+batches that span videos, splitting the outputs back per video.
+
+``inputs(video)`` is an extractor's front end (frame reads and ``prepare_frames``;
+i3d's decoding and clips; the audio extractors' log-mel examples): in the features
+stage a :class:`Prefetcher` runs it in a background thread, ahead of the model
+(also the next video's first items); ``read_inputs`` gives its items either way.
+Outside the stage the same functions run in line, with the same results.
 
 ``@register_extractor`` puts a class in :data:`EXTRACTORS`;
 ``evoke.features.__init__`` imports every extractor module so the registry is
@@ -250,6 +256,9 @@ class Prefetcher(_Closing):
     def _check_key(self, video_id: str, key: Any) -> None:
         if key != self.key:
             raise FeatureError(f"{video_id}: read as {key!r}, but prefetched as {self.key!r}")
+
+    def __contains__(self, video_id: str) -> bool:
+        return video_id in self._position
 
     def items(self, video_id: str, key: Any = None) -> Iterator:
         """The items of ``video_id``, as ``source(video_id)`` gives them."""
