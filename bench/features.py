@@ -91,13 +91,15 @@ def bare_seconds(ext, frames_file: Path, video_ids: list[str], batch: int) -> tu
 
 
 def stage_seconds(name: str, settings: dict, frames: Path, probe: pl.DataFrame, shard: str,
-                  prefetch_batches: int, keep: Path) -> float:
-    """Seconds of one whole features stage run; its store is moved to ``keep``."""
+                  prefetch_batches: int, keep: Path, **kw) -> float:
+    """Seconds of one whole features stage run (``kw``: more arguments of ``features_shard``);
+    its store is moved to ``keep``."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "ingest").symlink_to(DEMO / "ingest")
         t = time.perf_counter()
-        features_shard(name, settings, frames, probe, root, shard, root / "out.h5", prefetch_batches=prefetch_batches)
+        features_shard(name, settings, frames, probe, root, shard, root / "out.h5", prefetch_batches=prefetch_batches,
+                       **kw)
         sec = time.perf_counter() - t
         shutil.move(root / "out.h5", keep)
     return sec

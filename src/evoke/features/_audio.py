@@ -278,3 +278,16 @@ def step_blocks(indices: np.ndarray, size: int):
     """Split step indices into consecutive blocks of at most ``size``."""
     for i in range(0, len(indices), max(int(size), 1)):
         yield indices[i:i + size]
+
+
+def assemble(items, n_steps: int, dim: int):
+    """The :class:`~evoke.features.base.FeatureResult` of an audio front end's items: first
+    the steps' valid mask (T,), then (step indices (B,), values (B, dim)) blocks; steps
+    without a block are zeros."""
+    from evoke.features.base import FeatureResult
+
+    valid = next(items)
+    values = np.zeros((n_steps, dim), dtype=np.float32)
+    for steps, block in items:
+        values[steps] = block
+    return FeatureResult(values, valid)

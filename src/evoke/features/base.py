@@ -20,10 +20,16 @@ step has no valid value (no face, no audio, a window shorter than the model's).
 Frames extractors read the stored frames through ``self.frame_batches(video)``:
 batches of ``frame_batch_size`` valid frames, each passed through
 ``prepare_frames`` (the extractor's CPU/device preprocessing, by default none).
-In the features stage a :class:`FramePrefetcher` reads and prepares the next
-batch (also the next video's first) in a background thread while the model
-runs on the current one; outside the stage the same functions run in line, with
-the same results.
+Those that compute each frame on its own implement ``frame_step`` (a prepared
+batch -> per-frame outputs); their ``extract`` is ``per_frame``, and in the
+features stage a :class:`CrossVideoFrames` runs them over a shard's videos in
+batches that span videos, splitting the outputs back per video.
+
+``inputs(video)`` is an extractor's front end (frame reads and ``prepare_frames``;
+i3d's decoding and clips; the audio extractors' log-mel examples): in the features
+stage a :class:`Prefetcher` runs it in a background thread, ahead of the model
+(also the next video's first items); ``read_inputs`` gives its items either way.
+Outside the stage the same functions run in line, with the same results.
 
 ``@register_extractor`` puts a class in :data:`EXTRACTORS`;
 ``evoke.features.__init__`` imports every extractor module so the registry is
@@ -105,12 +111,16 @@ def read_frame_batches(frames_dataset, frame_mask: np.ndarray, size: int,
     valid = np.flatnonzero(frame_mask)
     for start in range(0, valid.size, size):
         idx = valid[start:start + size]
-        # contiguous runs read in one slice: far fewer HDF5 calls than per frame
-        if idx[-1] - idx[0] == idx.size - 1:
-            batch = frames_dataset[idx[0]:idx[-1] + 1]
-        else:
-            batch = np.stack([frames_dataset[i] for i in idx])
+        batch = _read_rows(frames_dataset, idx)
         yield idx, batch if prepare is None else prepare(batch)
+
+
+def _read_rows(frames_dataset, idx: np.ndarray) -> np.ndarray:
+    """Frames ``idx`` (ascending) of a (T, H, W, 3) dataset; a contiguous run in one slice
+    (far fewer HDF5 calls than per frame)."""
+    if idx[-1] - idx[0] == idx.size - 1:
+        return frames_dataset[idx[0]:idx[-1] + 1]
+    return np.stack([frames_dataset[i] for i in idx])
 
 
 @dataclass
@@ -119,9 +129,11 @@ class VideoInput:
 
     ``timestamps_s`` (T,) is the grid every output must follow.
     ``frame_batches`` yields the valid stored frames in batches, with their
-    indices. ``audio_path`` is None when the video has no audio.
-    ``_prefetch``: the stage's :class:`FramePrefetcher` that reads this video's
-    batches ahead (None: ``frame_batches`` reads them itself).
+    indices. ``audio_path`` is None when the video has no audio. ``rotation``:
+    the display rotation in degrees clockwise from the probe row (None: not known,
+    read from the file when needed).
+    ``_prefetch``: the stage's :class:`Prefetcher` that runs this video's front end
+    ahead (None: the extractor runs it in line).
     """
 
     video_id: str
@@ -130,8 +142,9 @@ class VideoInput:
     duration_s: float
     video_path: Path | None = None
     audio_path: Path | None = None
+    rotation: int | None = None
     _frames_dataset: Any = None  # an h5py dataset (T, H, W, 3)
-    _prefetch: "FramePrefetcher | None" = None
+    _prefetch: "Prefetcher | None" = None
 
     @property
     def n_steps(self) -> int:
@@ -141,52 +154,72 @@ class VideoInput:
         """Yield (indices (B,), frames (B, H, W, 3) uint8 or ``prepare(frames)``) of the valid
         frames, B <= ``size`` (see :func:`read_frame_batches`)."""
         if self._prefetch is not None:
-            return self._prefetch.batches(self.video_id, size, prepare)
+            return self._prefetch.items(self.video_id, (int(size), prepare))
         return read_frame_batches(self._frames_dataset, self.frame_mask, size, prepare)
 
 
-_END = object()  # a video's last batch has been queued
+_END = object()  # a video's last item has been queued
 
 
-class FramePrefetcher:
-    """Reads and prepares frame batches in a background thread, ahead of the model.
+def raise_for_video(video_id: str, exc: BaseException, what: str):
+    """Raise ``exc``, met while ``what`` (``reading frames``) for ``video_id`` in another
+    thread, in this one: :class:`EvokeError` and ``OSError`` (one video's failure) as a
+    :class:`FeatureError` naming the video; anything else (a bug) as itself, with a note."""
+    if isinstance(exc, (EvokeError, OSError)):
+        raise FeatureError(f"{video_id}: {what} failed: {exc}") from exc
+    exc.add_note(f"raised in the prefetch thread while {what} for video {video_id}")
+    raise exc
 
-    ``frames``: a mapping ``video_id -> group`` with ``mask`` (T,) and ``frames``
-    (T, H, W, 3) (the frames stage's HDF5 file); ``order``: the videos in the
-    order the stage will process them; ``size`` and ``prepare``: the batching of
-    the extractor (:meth:`FeatureExtractor.frame_batches`). While the extractor
-    works on one batch, the worker reads and prepares the next, and after a
-    video's last batch the next video's first ones.
 
-    Memory: at most ``depth`` prepared batches wait in the queue, plus the one
-    the worker is preparing and the one the extractor holds: ``depth + 2``
-    batches in all (``depth + 2`` x ``size`` frames and their prepared form).
+class _Closing:
+    """A context manager whose exit calls ``close``."""
 
-    :meth:`batches` serves one video. A video that is skipped (its finished part
-    reused), or left before its last batch (the extractor raised), makes the
-    worker drop what it read ahead and restart at the video asked for, so order
-    only matters for speed. An exception in the worker (an unreadable frame, a
-    ``prepare`` that fails) is raised in the main thread when the extractor
-    reaches that video's batch: :class:`EvokeError` and ``OSError`` (one
-    video's failure, as in the serial path) as a :class:`FeatureError` naming
-    the video; anything else (a bug) as itself, with a note naming the video.
-    Use as a context manager; leaving it stops the worker.
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Prefetcher(_Closing):
+    """Runs the extractor's front end (what ``source(video_id)`` yields: frame batches read
+    and prepared, decoded clips, log-mel examples) in a background thread, ahead of the model.
+
+    ``order``: the videos in the order the stage will process them; ``key``: what the
+    front end is (:meth:`items` refuses a reader that asks for another); ``what``: what
+    the front end does, for messages (``reading frames``). While the extractor works on
+    one item, the worker produces the next, and after a video's last item the next
+    video's first ones.
+
+    Memory: at most ``depth`` items wait in the queue, plus the one the worker is
+    producing and the one the extractor holds: ``depth + 2`` in all.
+
+    :meth:`items` serves one video. A video that is skipped (its finished part
+    reused), or left before its last item (the extractor raised), makes the worker drop
+    what it read ahead and restart at the video asked for, so order only matters for
+    speed. An exception in the worker (an unreadable frame, a ``prepare`` that fails) is
+    raised in the main thread when the extractor reaches that video's item
+    (:func:`raise_for_video`). Use as a context manager; leaving it stops the worker.
     """
 
-    def __init__(self, frames, order: list[str], size: int, prepare: Prepare | None = None, depth: int = 2):
+    def __init__(self, source: Callable[[str], Iterator], order: list[str], key: Any = None, depth: int = 2,
+                 what: str = "reading frames"):
         if depth < 1:
             raise ValueError("depth must be >= 1")
-        self._frames = frames
+        self._source, self.key, self.what = source, key, what
         self._order = list(order)
         self._position = {vid: i for i, vid in enumerate(self._order)}
-        self.size, self.prepare, self.depth = int(size), prepare, int(depth)
+        self.depth = int(depth)
         self._queue: queue.Queue = queue.Queue(maxsize=self.depth)
         self._assigned = threading.Condition()
         self._generation = 0  # bumped when the worker must restart at _start
         self._start = 0
         self._closed = False
-        self._expect = 0  # the position whose batches come next in the queue; None after an unfinished video
-        self._thread = threading.Thread(target=self._work, name="frame-prefetch", daemon=True)
+        self._expect = 0  # the position whose items come next in the queue; None after an unfinished video
+        self._thread = threading.Thread(target=self._work, name="prefetch", daemon=True)
         self._thread.start()
 
     # -- the worker thread ------------------------------------------------------
@@ -205,34 +238,38 @@ class FramePrefetcher:
             pos += 1
 
     def _read_video(self, generation: int, pos: int) -> bool:
-        """Queue the batches of video ``pos``, then ``_END`` (or its exception); False if cut short."""
+        """Queue the items of video ``pos``, then ``_END`` (or its exception); False if cut short."""
         try:
-            g = self._frames[self._order[pos]]
-            for idx, batch in read_frame_batches(g["frames"], g["mask"][()], self.size, self.prepare):
-                if not self._put((generation, pos, idx, batch)):
+            for item in self._source(self._order[pos]):
+                if not self._put((generation, pos, item)):
                     return False
             item = _END
         except BaseException as exc:  # handed to the main thread, which raises it
-            item = exc
-        return self._put((generation, pos, None, item))
+            item = _Raised(exc)
+        return self._put((generation, pos, item))
 
     def _put(self, item) -> bool:
         self._queue.put(item)  # blocks while the queue is full (the memory bound)
         return not self._closed and item[0] == self._generation
 
     # -- the main thread --------------------------------------------------------
-    def batches(self, video_id: str, size: int, prepare: Prepare | None = None) -> Iterator[tuple[np.ndarray, Any]]:
-        """The (indices, batch) of ``video_id`` as :func:`read_frame_batches` gives them."""
-        if (int(size), prepare) != (self.size, self.prepare):
-            raise FeatureError(f"{video_id}: frames read with batch size {size} and {prepare!r}, but prefetched "
-                               f"with {self.size} and {self.prepare!r} (use FeatureExtractor.frame_batches)")
-        if video_id not in self._position:
-            raise FeatureError(f"{video_id}: not among the videos the frame prefetcher reads")
-        return self._batches(video_id, self._position[video_id])
+    def _check_key(self, video_id: str, key: Any) -> None:
+        if key != self.key:
+            raise FeatureError(f"{video_id}: read as {key!r}, but prefetched as {self.key!r}")
 
-    def _batches(self, video_id: str, pos: int) -> Iterator[tuple[np.ndarray, Any]]:
+    def __contains__(self, video_id: str) -> bool:
+        return video_id in self._position
+
+    def items(self, video_id: str, key: Any = None) -> Iterator:
+        """The items of ``video_id``, as ``source(video_id)`` gives them."""
+        self._check_key(video_id, key)
+        if video_id not in self._position:
+            raise FeatureError(f"{video_id}: not among the videos the prefetcher reads")
+        return self._items(video_id, self._position[video_id])
+
+    def _items(self, video_id: str, pos: int) -> Iterator:
         if self._closed:
-            raise FeatureError(f"{video_id}: the frame prefetcher is closed")
+            raise FeatureError(f"{video_id}: the prefetcher is closed")
         if pos != self._expect:  # the worker read ahead for another video: restart it here
             with self._assigned:
                 self._generation += 1
@@ -240,20 +277,17 @@ class FramePrefetcher:
                 self._assigned.notify()
         generation, self._expect = self._generation, None
         while True:
-            item_generation, item_pos, idx, batch = self._get(video_id)
+            item_generation, item_pos, item = self._get(video_id)
             if item_generation != generation:
                 continue  # read before the restart
             assert item_pos == pos, (item_pos, pos)
-            if batch is _END:
+            if item is _END:
                 self._expect = pos + 1
                 return
-            if isinstance(batch, BaseException):
+            if isinstance(item, _Raised):
                 self._expect = pos + 1  # the worker goes on with the next video
-                if isinstance(batch, (EvokeError, OSError)):
-                    raise FeatureError(f"{video_id}: reading frames failed: {batch}") from batch
-                batch.add_note(f"raised in the frame prefetch thread while reading video {video_id}")
-                raise batch
-            yield idx, batch
+                raise_for_video(video_id, item.exc, self.what)
+            yield item
 
     def _get(self, video_id: str):
         while True:
@@ -261,7 +295,7 @@ class FramePrefetcher:
                 return self._queue.get(timeout=1.0)
             except queue.Empty:
                 if not self._thread.is_alive():
-                    raise FeatureError(f"{video_id}: the frame prefetch thread has stopped") from None
+                    raise FeatureError(f"{video_id}: the prefetch thread has stopped") from None
 
     def close(self) -> None:
         """Stop the worker and drop what it read ahead."""
@@ -275,11 +309,242 @@ class FramePrefetcher:
                 pass
         self._thread.join()
 
-    def __enter__(self) -> "FramePrefetcher":
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+
+@dataclass
+class _Raised:
+    exc: BaseException
+
+
+class FramePrefetcher(Prefetcher):
+    """A :class:`Prefetcher` of stored frames: ``frames`` a mapping ``video_id -> group``
+    with ``mask`` (T,) and ``frames`` (T, H, W, 3) (the frames stage's HDF5 file); ``size``
+    and ``prepare``: the batching of :func:`read_frame_batches`."""
+
+    def __init__(self, frames, order: list[str], size: int, prepare: Prepare | None = None, depth: int = 2):
+        size = int(size)
+        super().__init__(lambda vid: read_frame_batches(frames[vid]["frames"], frames[vid]["mask"][()], size, prepare),
+                         order, (size, prepare), depth)
+        self.size, self.prepare = size, prepare
+
+    def _check_key(self, video_id: str, key: Any) -> None:
+        if key != self.key:
+            raise FeatureError(f"{video_id}: frames read with batch size {key[0]} and {key[1]!r}, but prefetched "
+                               f"with {self.size} and {self.prepare!r} (use FeatureExtractor.frame_batches)")
+
+    def batches(self, video_id: str, size: int, prepare: Prepare | None = None) -> Iterator[tuple[np.ndarray, Any]]:
+        """The (indices, batch) of ``video_id`` as :func:`read_frame_batches` gives them."""
+        return self.items(video_id, (int(size), prepare))
+
+
+# -- batches across videos (frames extractors) -----------------------------------
+
+@dataclass
+class _Piece:
+    """Consecutive valid frames of one video inside a cross-video batch.
+
+    ``pos``: the video's position in the order; ``idx`` (n,): its frame indices;
+    ``data``: ``prepare(frames)``, or (``failed``) the exception that stopped reading the
+    video; ``last``: the video's last piece (``idx`` is empty for a video without valid
+    frames and for a failure)."""
+
+    pos: int
+    idx: np.ndarray
+    data: Any
+    last: bool
+    failed: bool = False
+
+
+def cross_video_batches(frames, order: list[str], size: int, prepare: Prepare | None = None
+                        ) -> Iterator[list[_Piece]]:
+    """The valid frames of the videos ``order`` (in ``frames``, the frames stage's HDF5 file)
+    as batches of ``size`` frames that span videos: lists of :class:`_Piece`, each
+    prepared on its own (the frames of one piece share one size), ``size`` frames per
+    batch except the last. A video that cannot be read costs only itself: its pieces
+    still waiting are dropped and a failed piece takes their place."""
+    batch: list[_Piece] = []
+    filled = 0
+    for pos, vid in enumerate(order):
+        try:
+            g = frames[vid]
+            valid = np.flatnonzero(g["mask"][()])
+            if valid.size == 0:
+                batch.append(_Piece(pos, valid, None, True))
+            start = 0
+            while start < valid.size:
+                idx = valid[start:start + size - filled]
+                start += idx.size
+                rows = _read_rows(g["frames"], idx)
+                batch.append(_Piece(pos, idx, rows if prepare is None else prepare(rows), start == valid.size))
+                filled += idx.size
+                if filled == size:
+                    yield batch
+                    batch, filled = [], 0
+        except BaseException as exc:  # raised in the main thread when the stage reaches the video
+            filled -= sum(p.idx.size for p in batch if p.pos == pos)
+            batch = [p for p in batch if p.pos != pos]
+            batch.append(_Piece(pos, np.zeros(0, np.int64), exc, True, failed=True))
+    if batch:
+        yield batch
+
+
+class FrameOutputs:
+    """One video's per-frame outputs, filled batch by batch: the arrays of
+    :meth:`FeatureExtractor.frame_outputs` (T, ...), zeros (mask False) where no frame
+    was given."""
+
+    def __init__(self, extractor: "FeatureExtractor", n_steps: int):
+        self.name = extractor.name
+        self.arrays = {k: np.zeros((n_steps, *shape), dtype) for k, (shape, dtype) in extractor.frame_outputs().items()}
+
+    def add(self, idx: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
+        unknown = sorted(set(outputs) - set(self.arrays))
+        if unknown:
+            raise FeatureError(f"{self.name}: frame_step gave outputs {unknown} it does not declare")
+        for k, arr in self.arrays.items():
+            if k not in outputs:
+                if k != "mask":
+                    raise FeatureError(f"{self.name}: frame_step gave no {k!r}")
+                arr[idx] = True
+            else:
+                arr[idx] = outputs[k]
+
+    def result(self) -> "FeatureResult":
+        arrays = dict(self.arrays)
+        return FeatureResult(arrays.pop("values"), arrays.pop("mask"), extras=arrays)
+
+
+def _join(parts: list):
+    """Concatenate prepared pieces along the first axis (NumPy arrays or torch tensors)."""
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    import torch
+
+    return torch.cat(parts)
+
+
+def _shape_key(data) -> tuple:
+    return type(data).__name__, tuple(data.shape[1:]), str(data.dtype)
+
+
+class CrossVideoFrames(_Closing):
+    """A frames extractor over the videos of a shard in batches that span videos.
+
+    ``order``: the videos the stage will ask for, in its order (those whose finished
+    part is reused are left out, and never read). The frames stream into batches of
+    ``frame_batch_size`` frames (:func:`cross_video_batches`; read and prepared in a
+    prefetch thread that stays ``depth`` batches ahead; in line with ``depth=0``); the
+    prepared pieces of one shape are concatenated and go through
+    :meth:`FeatureExtractor.frame_step` in one call; the outputs are split back per
+    video and kept until the video is complete. :meth:`result` runs batches until the
+    video asked for is complete and returns its :class:`FeatureResult`, the same as
+    ``extractor.extract(video)`` (per-video batches) wherever ``frame_step`` treats
+    every frame on its own.
+
+    A video costs only itself: when a batch raises, each of its pieces runs again on
+    its own, and the error belongs to the piece (video) that raises it; an unreadable
+    video's error (:func:`raise_for_video`) and an extractor error are raised when the
+    stage asks for that video. A video asked for out of order (not planned, or asked
+    again) is extracted on its own, in line; planned videos passed over are dropped.
+    Memory: the batches in the queue (``depth + 2``) and the outputs of at most one
+    batch of videos ahead of the one asked for.
+    """
+
+    def __init__(self, extractor: "FeatureExtractor", frames, order: list[str], depth: int = 2):
+        self.extractor, self._frames = extractor, frames
+        self._order = list(order)
+        self._position = {vid: i for i, vid in enumerate(self._order)}
+        self._prefetch = None
+        source = lambda _: cross_video_batches(frames, self._order, extractor.frame_batch_size,  # noqa: E731
+                                               extractor.prepare_frames)
+        if depth > 0 and self._order:
+            self._prefetch = Prefetcher(source, ["shard"], depth=depth, what="batching frames")
+            self._stream = self._prefetch.items("shard")
+        else:
+            self._stream = source(None)
+        self._partial: dict[int, FrameOutputs] = {}
+        self._done: dict[int, tuple[str, Any]] = {}  # pos -> ("ok", result) | ("read", exc) | ("extract", exc)
+        self._next = 0  # videos before this position were handed out or passed over
+
+    def result(self, video: VideoInput) -> "FeatureResult":
+        """``video``'s features (``video.video_id`` one of ``order``; otherwise extracted on its own)."""
+        pos = self._position.get(video.video_id)
+        if pos is None or pos < self._next:
+            log.debug("%s: not next in the cross-video batches, extracted on its own", video.video_id)
+            return self.extractor.per_frame(dataclasses.replace(video, _prefetch=None))
+        while pos not in self._done:
+            batch = next(self._stream, None)
+            if batch is None:
+                raise FeatureError(f"{video.video_id}: the cross-video batches ended before this video")
+            self._run(batch)
+        for p in [p for p in (*self._done, *self._partial) if p < pos]:  # planned, never asked for
+            self._done.pop(p, None)
+            self._partial.pop(p, None)
+        self._next = pos + 1
+        kind, out = self._done.pop(pos)
+        if kind == "read":
+            raise_for_video(video.video_id, out, "reading frames")
+        if kind == "extract":
+            raise out
+        return out
+
+    def _run(self, batch: list[_Piece]) -> None:
+        live = [p for p in batch if p.idx.size and not p.failed and p.pos >= self._next
+                and self._done.get(p.pos, ("ok",))[0] == "ok"]
+        try:
+            outputs = self._step(live)
+        except Exception:  # noqa: BLE001  (whose is it? each piece again on its own)
+            outputs = {}
+            for p in live:
+                try:
+                    outputs.update(self._step([p]))
+                except Exception as exc:  # noqa: BLE001  (raised when the stage asks for the video)
+                    outputs[id(p)] = exc
+        for p in batch:
+            if p.pos < self._next or (p.pos in self._done and self._done[p.pos][0] != "ok"):
+                continue  # passed over, or already failed
+            if p.failed:
+                self._partial.pop(p.pos, None)
+                self._done[p.pos] = ("read", p.data)
+                continue
+            acc = self._partial.get(p.pos)
+            if acc is None:
+                acc = self._partial[p.pos] = FrameOutputs(self.extractor,
+                                                          self._frames[self._order[p.pos]]["mask"].shape[0])
+            if p.idx.size:
+                out = outputs[id(p)]
+                if isinstance(out, BaseException):
+                    self._partial.pop(p.pos)
+                    self._done[p.pos] = ("extract", out)
+                    continue
+                acc.add(p.idx, out)
+            if p.last:
+                self._done[p.pos] = ("ok", self._partial.pop(p.pos).result())
+
+    def _step(self, pieces: list[_Piece]) -> dict[int, dict[str, np.ndarray]]:
+        """``frame_step`` over ``pieces``, one call per shape of prepared data; outputs per piece."""
+        groups: dict[tuple, list[_Piece]] = {}
+        for p in pieces:
+            groups.setdefault(_shape_key(p.data), []).append(p)
+        out: dict[int, dict[str, np.ndarray]] = {}
+        for group in groups.values():
+            n = sum(p.idx.size for p in group)
+            got = self.extractor.frame_step(_join([p.data for p in group]))
+            for k, arr in got.items():
+                if len(arr) != n:
+                    raise FeatureError(f"{self.extractor.name}: frame_step gave {len(arr)} rows of {k!r} "
+                                       f"for {n} frames")
+            start = 0
+            for p in group:
+                out[id(p)] = {k: arr[start:start + p.idx.size] for k, arr in got.items()}
+                start += p.idx.size
+        return out
+
+    def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
 
 
 @dataclass
@@ -395,10 +660,31 @@ class FeatureExtractor:
     def load(self) -> None:
         """Load models and weights (called once, before the first ``extract``)."""
 
-    def extract(self, video: VideoInput) -> FeatureResult:
-        raise NotImplementedError
+    # -- the front end and reading frames ---------------------------------------
+    def inputs(self, video: VideoInput) -> Iterator:
+        """What ``extract`` reads of ``video``, in order: its front end (reads, decoding,
+        preprocessing), which the features stage runs ahead in a :class:`Prefetcher`
+        thread. Frames extractors: (indices (B,), ``prepare_frames(frames)``) of the valid
+        frames (:func:`read_frame_batches`); extractors of the other modalities that have
+        a front end override it (and :attr:`has_front_end` is then True). It must not
+        change state that ``extract`` uses, and must give the same in any thread."""
+        if self.modality != "frames":
+            raise NotImplementedError(f"{self.name} has no front end to run ahead")
+        return read_frame_batches(video._frames_dataset, video.frame_mask, self.frame_batch_size,
+                                  self.prepare_frames)
 
-    # -- reading frames (modality "frames") -------------------------------------
+    @property
+    def has_front_end(self) -> bool:
+        """True when :meth:`inputs` gives what ``extract`` reads (the stage prefetches it)."""
+        return self.modality == "frames" or type(self).inputs is not FeatureExtractor.inputs
+
+    def read_inputs(self, video: VideoInput) -> Iterator:
+        """:meth:`inputs` of ``video``: from the stage's prefetcher when it reads ahead for
+        this extractor, else computed in line (the same items either way)."""
+        if video._prefetch is not None:
+            return video._prefetch.items(video.video_id, self)
+        return self.inputs(video)
+
     @property
     def frame_batch_size(self) -> int:
         """Frames per batch: the config's ``batch_size``, else 32."""
@@ -407,27 +693,49 @@ class FeatureExtractor:
     def prepare_frames(self, frames: np.ndarray) -> Any:
         """What ``extract`` needs of a (B, H, W, 3) uint8 batch before its model runs (default:
         the frames). In the features stage it runs in the prefetch thread: it must not change
-        state that ``extract`` uses, and must give the same result in any thread."""
+        state that ``extract`` uses, must give the same result in any thread, and must treat
+        every frame on its own (its output for a frame may not depend on the other frames of
+        the batch: the stage prepares pieces of a batch separately)."""
         return frames
 
     def frame_batches(self, video: VideoInput) -> Iterator[tuple[np.ndarray, Any]]:
         """(indices (B,), ``prepare_frames(frames)``) of the video's valid frames: the one way a
         frames extractor reads them (prefetched in the stage, read in line otherwise)."""
-        return video.frame_batches(self.frame_batch_size, self.prepare_frames)
+        return self.read_inputs(video)
 
-    def per_frame(self, video: VideoInput, features: Callable[[Any], np.ndarray]) -> FeatureResult:
-        """Apply ``features`` (a prepared batch of B frames -> (B, *step_shape)) to the valid
-        frames of ``video``: (T, *step_shape) values, zeros and mask False where a frame is missing."""
-        values = np.zeros((video.n_steps, *self.step_shape), dtype=np.float32)
-        mask = np.zeros(video.n_steps, dtype=bool)
+    # -- per-frame extractors: batches across videos ----------------------------
+    def frame_step(self, batch: Any) -> dict[str, np.ndarray]:
+        """The per-frame outputs of a prepared batch of B frames, which may come from several
+        videos (the stage batches across videos): ``values`` (B, *step_shape), optionally
+        ``mask`` (B, ...) (default True) and the extras of :meth:`frame_outputs`, each with B
+        rows. A frame's outputs must not depend on the other frames of the batch. An
+        extractor that implements it gets ``extract`` = :meth:`per_frame` and batches that
+        span videos in the stage (:class:`CrossVideoFrames`)."""
+        raise NotImplementedError
+
+    @property
+    def batches_across_videos(self) -> bool:
+        """True for frames extractors that implement :meth:`frame_step`."""
+        return self.modality == "frames" and type(self).frame_step is not FeatureExtractor.frame_step
+
+    def frame_outputs(self) -> dict[str, tuple[tuple[int, ...], Any]]:
+        """Name -> (per-step shape, dtype) of :meth:`frame_step`'s outputs: ``values``,
+        ``mask`` and the extras (stored beside ``values``)."""
+        return {"values": (tuple(self.step_shape), np.float32), "mask": ((), bool)}
+
+    def per_frame(self, video: VideoInput) -> FeatureResult:
+        """:meth:`frame_step` over the valid frames of ``video``: (T, *step_shape) values,
+        zeros and mask False where a frame is missing (and the declared extras)."""
+        self.ensure_loaded()
+        acc = FrameOutputs(self, video.n_steps)
         for idx, batch in self.frame_batches(video):
-            values[idx] = features(batch)
-            mask[idx] = True
-        return FeatureResult(values=values, mask=mask)
+            acc.add(idx, self.frame_step(batch))
+        return acc.result()
 
-    def frame_prefetcher(self, frames, order: list[str], depth: int = 2) -> "FramePrefetcher":
-        """A :class:`FramePrefetcher` that reads ahead for :meth:`frame_batches`."""
-        return FramePrefetcher(frames, order, self.frame_batch_size, self.prepare_frames, depth)
+    def extract(self, video: VideoInput) -> FeatureResult:
+        if self.batches_across_videos:
+            return self.per_frame(video)
+        raise NotImplementedError
 
 
 def register_extractor(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:

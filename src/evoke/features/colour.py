@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evoke.features.base import ExtractorConfig, FeatureExtractor, FeatureResult, VideoInput, register_extractor
+from evoke.features.base import ExtractorConfig, FeatureExtractor, register_extractor
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,21 @@ class ColourConfig(ExtractorConfig):
             raise ValueError("hue_bins must be >= 1")
 
 
+# frames per vectorised step: the statistics make about a dozen float temporaries of the
+# frames' size, and in steps of a few frames they stay small (64 frames of 640 x 360 at
+# once ran 2x slower than 4 at a time here); every frame's numbers are its own either way
+CHUNK_FRAMES = 4
+
+
 def colour_stats(frames: np.ndarray, hue_bins: int) -> np.ndarray:
     """(B, H, W, 3) uint8 RGB -> (B, 5 + hue_bins) float32 statistics (see the module docstring)."""
+    if len(frames) > CHUNK_FRAMES:
+        return np.concatenate([_colour_stats(frames[i:i + CHUNK_FRAMES], hue_bins)
+                               for i in range(0, len(frames), CHUNK_FRAMES)])
+    return _colour_stats(frames, hue_bins)
+
+
+def _colour_stats(frames: np.ndarray, hue_bins: int) -> np.ndarray:
     x = frames.astype(np.float32)
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
     luma = (0.299 * r + 0.587 * g + 0.114 * b) / 255.0
@@ -74,5 +87,7 @@ class ColourExtractor(FeatureExtractor):
         hues = tuple(f"hue_{round(i * step):03d}_{round((i + 1) * step):03d}" for i in range(self.config.hue_bins))
         return ("brightness", "contrast", "saturation", "colourfulness", "warmth", *hues)
 
-    def extract(self, video: VideoInput) -> FeatureResult:
-        return self.per_frame(video, lambda frames: colour_stats(frames, self.config.hue_bins))
+    def frame_step(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """The statistics (B, 5 + hue_bins) of a (B, H, W, 3) uint8 batch (``extract`` is
+        ``per_frame`` over these; the stage batches across videos)."""
+        return {"values": colour_stats(frames, self.config.hue_bins)}

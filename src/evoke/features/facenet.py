@@ -45,8 +45,6 @@ from evoke.features.base import (
     ExtractorConfig,
     FeatureError,
     FeatureExtractor,
-    FeatureResult,
-    VideoInput,
     register_extractor,
 )
 from evoke.weights import WeightSpec, resolve
@@ -286,18 +284,24 @@ class FaceNet(FeatureExtractor):
             self._embedder = FaceNetEmbedder(resolve(FACENET_WEIGHTS, self.weights_paths), self.device, cfg.margin)
         self._detector = FaceDetector(self.device, cfg.min_face_size, cfg.thresholds, cfg.min_probability)
 
-    def extract(self, video: VideoInput) -> FeatureResult:
-        self.ensure_loaded()
-        T, (F, D) = video.n_steps, self.step_shape
-        values = np.zeros((T, F, D), dtype=np.float32)
-        mask = np.zeros((T, F), dtype=bool)
-        boxes = np.zeros((T, F, 5), dtype=np.float32)  # x1, y1, x2, y2, probability
-        for idx, batch in self.frame_batches(video):
-            found = [(int(i), frame, det[:F])
-                     for i, frame, det in zip(idx, batch, self._detector.detect(batch)) if len(det)]
-            embeddings = self._embedder.embed_frames([(frame, det) for _, frame, det in found])
-            for (i, _, det), emb in zip(found, embeddings):
-                values[i, :len(det)] = emb
-                mask[i, :len(det)] = True
-                boxes[i, :len(det)] = det
-        return FeatureResult(values, mask, extras={"face_boxes": boxes[..., :4], "face_probability": boxes[..., 4]})
+    def frame_outputs(self) -> dict:
+        F = self.config.faces
+        return {"values": (tuple(self.step_shape), np.float32), "mask": ((F,), bool),
+                "face_boxes": ((F, 4), np.float32), "face_probability": ((F,), np.float32)}
+
+    def frame_step(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The faces of a (B, H, W, 3) uint8 batch of one size (in the features stage, frames
+        of several videos): ``values`` (B, F, D), ``mask`` (B, F), ``face_boxes`` (B, F, 4),
+        ``face_probability`` (B, F); ``extract`` is ``per_frame`` over these."""
+        B, (F, D) = len(batch), self.step_shape
+        values = np.zeros((B, F, D), dtype=np.float32)
+        mask = np.zeros((B, F), dtype=bool)
+        boxes = np.zeros((B, F, 5), dtype=np.float32)  # x1, y1, x2, y2, probability
+        found = [(i, frame, det[:F]) for i, (frame, det) in enumerate(zip(batch, self._detector.detect(batch)))
+                 if len(det)]
+        embeddings = self._embedder.embed_frames([(frame, det) for _, frame, det in found])
+        for (i, _, det), emb in zip(found, embeddings):
+            values[i, :len(det)] = emb
+            mask[i, :len(det)] = True
+            boxes[i, :len(det)] = det
+        return {"values": values, "mask": mask, "face_boxes": boxes[..., :4], "face_probability": boxes[..., 4]}

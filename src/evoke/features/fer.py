@@ -33,8 +33,6 @@ from evoke.features.base import (
     ExtractorConfig,
     FeatureError,
     FeatureExtractor,
-    FeatureResult,
-    VideoInput,
     register_extractor,
 )
 from evoke.weights import WeightSpec, resolve
@@ -205,22 +203,22 @@ class FER(FeatureExtractor):
         face = None if box is None else face_input(gray, box, self.config.offsets)
         return None if face is None else self._model(face[None])[0]
 
-    def extract(self, video: VideoInput) -> FeatureResult:
-        self.ensure_loaded()
+    def frame_step(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The probabilities (B, 7) and mask (B,) (a face found) of a (B, H, W, 3) uint8 batch
+        of one size (in the features stage, frames of several videos); ``extract`` is
+        ``per_frame`` over these."""
         import cv2
 
-        T = video.n_steps
-        values = np.zeros((T, len(LABELS)), dtype=np.float32)
-        mask = np.zeros(T, dtype=bool)
-        for idx, batch in self.frame_batches(video):
-            grays = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in batch]
-            keep, faces = [], []
-            for i, gray, box in zip(idx, grays, self._largest_faces(batch, grays)):
-                face = None if box is None else face_input(gray, box, self.config.offsets)
-                if face is not None:
-                    keep.append(int(i))
-                    faces.append(face)
-            if faces:
-                values[keep] = self._model(np.stack(faces))
-                mask[keep] = True
-        return FeatureResult(values, mask)
+        values = np.zeros((len(batch), len(LABELS)), dtype=np.float32)
+        mask = np.zeros(len(batch), dtype=bool)
+        grays = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in batch]
+        keep, faces = [], []
+        for i, (gray, box) in enumerate(zip(grays, self._largest_faces(batch, grays))):
+            face = None if box is None else face_input(gray, box, self.config.offsets)
+            if face is not None:
+                keep.append(i)
+                faces.append(face)
+        if faces:
+            values[keep] = self._model(np.stack(faces))
+            mask[keep] = True
+        return {"values": values, "mask": mask}

@@ -17,13 +17,16 @@ a local copy.
 Input (``modality = "video"``): the muted video file, decoded here with PyAV
 as a stream and resampled to ``fps`` (25) by timestamp: the frame for time
 ``k / fps`` is the frame on screen then (the last one presented at or before
-it), for every ``k / fps`` before the video's duration (variable frame rate
-safe; the display rotation is applied). Each frame: short side scaled to 256
+it, with the frames stage's own reader), for every ``k / fps`` before the
+video's duration (variable frame rate safe; the display rotation of the probe
+row is applied). Each frame: short side scaled to 256
 (bilinear), the central 224 x 224, values ``x / 255 * 2 - 1`` in [-1, 1].
 Clips of ``clip_len`` (16) frames start every ``stride`` (8) frames (only
 whole clips); each clip's Mixed_5c output is averaged over time and space to
 1024-d. Only a sliding window of frames is kept in memory (at most
 ``clip_len`` frames plus one batch of clips), whatever the video's length.
+In the features stage the decoding, clip assembly and scaling (``inputs``) run
+in a prefetch thread, ahead of the network.
 
 Aggregation onto the frames grid (``timestamps_s``, T steps):
 
@@ -44,7 +47,6 @@ logits of preprocessed clips.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 from collections import deque
@@ -72,7 +74,6 @@ SHORT_SIDE = 256
 CROP = 224
 FEATURE_DIM = 1024
 N_CLASSES = 400
-REORDER_DEPTH = 4  # decoders may hand out a few frames ahead of an earlier-presented one
 
 
 @dataclass(frozen=True)
@@ -235,97 +236,71 @@ def build_i3d(num_classes: int = N_CLASSES):
 # -- decoding -----------------------------------------------------------------
 
 def _rotation(path: Path) -> int:
-    from evoke.media import MediaError, ffprobe, stream_rotation
+    """The display rotation of ``path`` (for callers without the probe row's)."""
+    from evoke.media import MediaError, probe
 
     try:
-        info = ffprobe(path)
+        return int(probe(path)["rotation"])
     except MediaError as exc:
         raise FeatureError(str(exc)) from exc
-    video = [s for s in info.get("streams", []) if s.get("codec_type") == "video"]
-    return stream_rotation(video[0]) if video else 0
 
 
-def resampled_frames(path: str | Path, fps: float, duration_s: float,
-                     short_side: int = SHORT_SIDE, crop: int = CROP) -> Iterator[tuple[int, np.ndarray]]:
+def resampled_frames(path: str | Path, fps: float, duration_s: float, short_side: int = SHORT_SIDE,
+                     crop: int = CROP, rotation: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(k, rgb)`` for the frame on screen at each ``k / fps < duration_s``.
 
-    ``rgb`` is (crop, crop, 3) uint8: upright, short side scaled to ``short_side``
-    (bilinear), centre-cropped. Streams: holds the frame on screen, the next one
-    and a few frames the decoder handed out ahead of presentation order. Targets after the last decodable frame's display time
-    (a truncated file) are not yielded.
+    ``rgb`` is (crop, crop, 3) uint8: upright (``rotation`` degrees clockwise, the probe
+    row's; None: probed here), short side scaled to ``short_side`` (bilinear),
+    centre-cropped. The frame on screen at ``t`` is what the frames stage takes
+    (:class:`evoke.frames._PyAVSampler`'s ``frame_at``: the last frame presented at or
+    before ``t``, the first one for targets before it, a small reorder buffer for
+    decoders that hand frames out of order), decoded as one stream (the targets are
+    1 / fps apart: no seeking). Streams: holds the frame on screen, the next one and the
+    reorder buffer. Targets after the last decodable frame's display (a truncated file)
+    are not yielded.
     """
     import av
 
+    from evoke.frames import _PyAVSampler
+
     path = Path(path)
-    rotation = _rotation(path)
+    if rotation is None:
+        rotation = _rotation(path)
     n_targets = max(1, math.ceil(duration_s * fps - 1e-9))
     try:
-        container = av.open(str(path))
+        sampler = _PyAVSampler(path, np.zeros(0), None)
     except av.FFmpegError as exc:
         raise FeatureError(f"{path.name}: cannot open video: {exc}") from exc
+    except IndexError:
+        raise FeatureError(f"{path.name}: no video stream") from None
     try:
-        if not container.streams.video:
-            raise FeatureError(f"{path.name}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = float(stream.average_rate) if stream.average_rate else fps
-        size: list[tuple[int, int]] = []
-        cache: dict = {}
-
-        def convert(item) -> np.ndarray:
-            seq, frame = item[1], item[2]
-            if cache.get("seq") != seq:
-                if not size:
-                    w, h = frame.width, frame.height
-                    s = short_side / min(w, h)
-                    size.append((max(short_side, round(w * s)), max(short_side, round(h * s))))
-                w, h = size[0]
-                img = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="BILINEAR")
-                if rotation:
-                    img = np.rot90(img, k=-(rotation // 90))
-                top, left = (img.shape[0] - crop) // 2, (img.shape[1] - crop) // 2
-                cache.update(seq=seq, img=np.ascontiguousarray(img[top:top + crop, left:left + crop]))
-            return cache["img"]
-
-        def ordered() -> Iterator[tuple[float, int, object]]:
-            """Decoded frames in presentation order: (time_s, sequence number, frame)."""
-            heap: list = []
-            seq, fallback = 0, 0.0
-            frames = container.decode(stream)
-            while True:
-                try:
-                    frame = next(frames)
-                except StopIteration:
-                    break
-                except av.FFmpegError as exc:  # corrupt data: keep what was decoded
-                    log.warning("%s: decoding stopped early: %s", path.name, exc)
-                    break
-                t = float(frame.time) if frame.pts is not None and frame.time is not None else fallback
-                fallback = t + 1.0 / rate
-                heapq.heappush(heap, (t, seq, frame))
-                seq += 1
-                if len(heap) > REORDER_DEPTH:
-                    yield heapq.heappop(heap)
-            while heap:
-                yield heapq.heappop(heap)
-
-        k, prev, interval = 0, None, 1.0 / rate
-        for item in ordered():
-            t = item[0]
-            while k < n_targets and k / fps < t - 1e-9:
-                yield k, convert(prev if prev is not None else item)
-                k += 1
-            if prev is not None and t > prev[0]:
-                interval = t - prev[0]
-            prev = item
-        if prev is None:
-            raise FeatureError(f"{path.name}: no frame could be decoded")
-        end = prev[0] + interval  # the last frame stays on screen for one frame interval
-        while k < n_targets and k / fps < end - 1e-9:
-            yield k, convert(prev)
-            k += 1
+        if sampler.stream.average_rate:  # a frame's display time when the container gives none
+            sampler.step = 1.0 / float(sampler.stream.average_rate)
+        shown, img = None, None
+        for k in range(n_targets):
+            got = sampler.frame_at(k / fps)
+            if got is None:
+                if k == 0:
+                    raise FeatureError(f"{path.name}: no frame could be decoded")
+                return
+            frame = got[1]
+            if frame is not shown:  # a frame on screen for several targets is converted once
+                shown, img = frame, _crop_upright(frame, short_side, crop, rotation)
+            yield k, img
     finally:
-        container.close()
+        sampler.close()
+
+
+def _crop_upright(frame, short_side: int, crop: int, rotation: int) -> np.ndarray:
+    """(crop, crop, 3) uint8 of a decoded frame: short side scaled to ``short_side``
+    (bilinear), turned by ``rotation``, the centre cropped."""
+    s = short_side / min(frame.width, frame.height)
+    w, h = max(short_side, round(frame.width * s)), max(short_side, round(frame.height * s))
+    img = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="BILINEAR")
+    if rotation:
+        img = np.rot90(img, k=-(rotation // 90))
+    top, left = (img.shape[0] - crop) // 2, (img.shape[1] - crop) // 2
+    return np.ascontiguousarray(img[top:top + crop, left:left + crop])
 
 
 # -- the extractor ------------------------------------------------------------
@@ -433,7 +408,7 @@ class I3DExtractor(FeatureExtractor):
         L, S = int(cfg.clip_len), int(cfg.stride)
         window: deque = deque()  # frames k >= the next clip's start (resampled_frames yields every k in order)
         next_start, starts, batch = 0, [], []
-        for k, frame in resampled_frames(video.video_path, cfg.fps, video.duration_s):
+        for k, frame in resampled_frames(video.video_path, cfg.fps, video.duration_s, rotation=video.rotation):
             if k >= next_start:
                 window.append(frame)
             if len(window) == L:
@@ -448,13 +423,23 @@ class I3DExtractor(FeatureExtractor):
         if batch:
             yield np.asarray(starts), np.stack(batch)
 
+    def inputs(self, video: VideoInput) -> Iterator[tuple[np.ndarray, object]]:
+        """The front end, which the features stage runs ahead of the network: batches of
+        (start frame indices (B,), ``preprocess(clips)``), decoded, resampled and scaled."""
+        from evoke.features import _torch as T
+
+        for starts, clips in self._clips(video):
+            with T.preprocessing(self._device, self.config.amp):
+                x = self.preprocess(clips)
+            yield starts, x  # outside the context: a suspended generator must not hold it
+
     def _iter_clip_features(self, video: VideoInput) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         from evoke.features import _torch as T
 
         self.ensure_loaded()
-        for starts, clips in self._clips(video):
+        for starts, x in self.read_inputs(video):
             with T.inference(self._device, self.config.amp):
-                feats = self.model(self.preprocess(clips)).float().cpu().numpy()
+                feats = self.model(x).float().cpu().numpy()
             yield starts, feats
 
     def centres(self, starts: np.ndarray) -> np.ndarray:

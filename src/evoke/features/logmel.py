@@ -76,14 +76,18 @@ class LogMel(FeatureExtractor):
         bands = range(_audio.NUM_MEL_BINS)
         return (*(f"mel_mean_{b:02d}" for b in bands), *(f"mel_std_{b:02d}" for b in bands), "rms_db")
 
-    def extract(self, video: VideoInput) -> FeatureResult:
+    def inputs(self, video: VideoInput):
+        """All of the work (the features stage runs it ahead, beside the writes): first the
+        steps' valid mask (T,), then blocks of (step indices (B,), statistics (B, 129))."""
         cfg = self.config
         windows = _audio.step_windows(
             video.audio_path, video.timestamps_s, window=round(cfg.window_s * _audio.SAMPLE_RATE),
             min_samples=max(round(cfg.min_coverage_s * _audio.SAMPLE_RATE), _audio.STFT_WINDOW_SAMPLES))
-        values = np.zeros((video.n_steps, DIM), dtype=np.float32)
+        yield windows.valid
         for block in _audio.step_blocks(windows.full_steps, cfg.batch_size):
-            values[block] = window_stats(windows.samples(block))
+            yield block, window_stats(windows.samples(block))
         for k in windows.partial_steps:  # a short final window
-            values[k] = window_stats(windows.step_samples(k))
-        return FeatureResult(values, windows.valid)
+            yield np.array([k]), window_stats(windows.step_samples(k))[None]
+
+    def extract(self, video: VideoInput) -> FeatureResult:
+        return _audio.assemble(self.read_inputs(video), video.n_steps, DIM)

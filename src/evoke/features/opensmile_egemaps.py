@@ -82,15 +82,19 @@ class OpenSmileEGeMAPS(FeatureExtractor):
             raise FeatureError(f"opensmile_egemaps: eGeMAPSv02 has {len(self.feature_names)} functionals "
                                f"in this opensmile version, expected {DIM}")
 
-    def extract(self, video: VideoInput) -> FeatureResult:
-        self.ensure_loaded()
+    def inputs(self, video: VideoInput):
+        """All of the work (the features stage runs it ahead, beside the writes): first the
+        steps' valid mask (T,), then per valid step (its index (1,), its functionals (1, 88))."""
         cfg = self.config
         windows = _audio.step_windows(
             video.audio_path, video.timestamps_s, window=round(cfg.window_s * _audio.SAMPLE_RATE),
             min_samples=round(cfg.min_coverage_s * _audio.SAMPLE_RATE))
-        values = np.zeros((video.n_steps, DIM), dtype=np.float32)
+        yield windows.valid
         for k in np.flatnonzero(windows.valid):
             x = windows.step_samples(k).astype(np.float32)
             row = self._smile.process_signal(x, _audio.SAMPLE_RATE).to_numpy(dtype=np.float64)
-            values[k] = np.nan_to_num(row[0], nan=0.0, posinf=0.0, neginf=0.0)
-        return FeatureResult(values, windows.valid)
+            yield np.array([k]), np.nan_to_num(row[:1], nan=0.0, posinf=0.0, neginf=0.0)
+
+    def extract(self, video: VideoInput) -> FeatureResult:
+        self.ensure_loaded()
+        return _audio.assemble(self.read_inputs(video), video.n_steps, DIM)

@@ -21,12 +21,30 @@ would mix values in one store. The count is in the group's attributes
 (``torch_threads``) and in each part's fingerprint: parts made with another
 count are redone, never mixed.
 
-Frames extractors read their batches through a
-:class:`~evoke.features.base.FramePrefetcher`: a background thread reads (HDF5,
-LZF) and prepares (``prepare_frames``: resize, crop, normalise for the CNNs)
-the next batch, also across videos, while the model runs on the current one;
-at most ``PREFETCH_BATCHES + 2`` batches are in memory. The features are the
-same as without it (``prefetch_batches=0``), bit for bit.
+Batches across videos: frames extractors that compute each frame on its own
+(``frame_step``: colour, efficientnet, inception_v3, facenet, fer) run over the
+shard's videos as one stream of full batches of ``batch_size`` frames
+(:class:`~evoke.features.base.CrossVideoFrames`), so ten-second clips no longer
+make ten-frame batches; the outputs are split back per video and each video is
+still written and committed on its own, when it is complete. Videos whose
+finished part an earlier run left are not read at all. A video that fails (an
+unreadable frame, an extractor error on its frames) fails alone: a batch that
+raises runs again piece by piece, so the error lands on its own video. The
+values are the same as per-video batches (``cross_video=False``) bit for bit
+wherever the extractor's kernels give a frame the same numbers in any batch,
+which the tests check for every frames extractor on the CPU
+(``tests/features/test_batching.py``): colour, efficientnet, inception_v3 and
+fer exactly; facenet's embeddings and masks exactly, its ``face_boxes`` within
+1e-4 px (MTCNN refines every candidate box of a batch in one call; up to 3.1e-5 px
+on the demo), as its per-video batches already depended on ``batch_size``.
+
+Overlap: a background thread runs each extractor's front end
+(``FeatureExtractor.inputs``: HDF5 reads and ``prepare_frames`` (resize, crop,
+normalise) for frames extractors, decoding and clip assembly for ``i3d``, the
+log-mel front end and window statistics for the audio extractors) ahead of the
+model, also across videos; at most ``PREFETCH_BATCHES + 2`` batches are in
+memory. The features are the same as without it (``prefetch_batches=0``), bit
+for bit.
 """
 
 from __future__ import annotations
@@ -44,19 +62,23 @@ from evoke import EvokeError
 from evoke.config import fingerprint
 from evoke.device import pick_device
 from evoke.features.base import (
+    CrossVideoFrames,
     FeatureExtractor,
     FeatureResult,
-    FramePrefetcher,
+    Prefetcher,
     VideoInput,
     create_extractor,
     get_extractor,
 )
-from evoke.store import atomic_path, h5_attrs, mark_part, run_shard
+from evoke.store import _read_part_stats, atomic_path, h5_attrs, mark_part, run_shard
 
 log = logging.getLogger(__name__)
 
-# batches a frames extractor's prefetch thread may read ahead (0: read in line)
+# batches an extractor's prefetch thread may read ahead (0: read in line)
 PREFETCH_BATCHES = 2
+
+# what each modality's front end does, for messages
+FRONT_END = {"frames": "reading frames", "video": "decoding the video", "audio": "reading the audio"}
 
 # intra-op CPU threads of torch extractors when the settings name none (the
 # workflow passes features.torch_threads)
@@ -77,7 +99,7 @@ STATUS_SCHEMA = {
 
 
 def video_input(frames_file: h5py.File, row: dict, dataset_dir: Path,
-                prefetch: FramePrefetcher | None = None) -> VideoInput:
+                prefetch: Prefetcher | None = None) -> VideoInput:
     """The :class:`VideoInput` of one ingested video whose frames are in ``frames_file``
     (read ahead by ``prefetch`` when given)."""
     g = frames_file[row["video_id"]]
@@ -88,6 +110,7 @@ def video_input(frames_file: h5py.File, row: dict, dataset_dir: Path,
         duration_s=float(row["duration_s"]),
         video_path=dataset_dir / row["video_path"] if row.get("video_path") else None,
         audio_path=dataset_dir / row["audio_path"] if row.get("audio_path") else None,
+        rotation=int(row["rotation"]) if row.get("rotation") is not None else None,
         _frames_dataset=g["frames"],
         _prefetch=prefetch,
     )
@@ -160,15 +183,17 @@ def run_extractor(extractor: FeatureExtractor, video: VideoInput) -> FeatureResu
 
 def features_shard(name: str, settings: dict, frames_path: Path, probe_rows: pl.DataFrame,
                    dataset_dir: Path, shard: str, out: Path,
-                   prefetch_batches: int = PREFETCH_BATCHES, status_out: Path | None = None) -> pl.DataFrame:
+                   prefetch_batches: int = PREFETCH_BATCHES, status_out: Path | None = None,
+                   cross_video: bool = True) -> pl.DataFrame:
     """Run extractor ``name`` over every video of a shard that has frames.
 
     ``settings``: ``config`` (the extractor's block), ``device`` (auto/cpu/cuda),
     ``weights`` (explicit weight paths), ``torch_threads`` (see the module
     docstring) and, from the workflow, ``weights_identity`` (what the run was
     planned with: a weights file that changed since is an error).
-    ``prefetch_batches``: how many frame batches a frames extractor's reader
-    thread may read ahead (0: no thread). Returns one ``STATUS_SCHEMA`` row per
+    ``prefetch_batches``: how many batches the front-end thread may read ahead
+    (0: no thread). ``cross_video``: frames extractors with a ``frame_step`` batch
+    across videos (False: per-video batches, as before; for comparisons). Returns one ``STATUS_SCHEMA`` row per
     video, also written to ``status_out`` when given (before the parts are removed).
     """
     dataset_dir = Path(dataset_dir)
@@ -189,14 +214,34 @@ def features_shard(name: str, settings: dict, frames_path: Path, probe_rows: pl.
              r)
             for r in rows
         ]
-        prefetch = None
-        if extractor.modality == "frames" and prefetch_batches > 0:
-            prefetch = stack.enter_context(extractor.frame_prefetcher(frames, [vid for vid, _, _ in items],
-                                                                      prefetch_batches))
+        by_vid = {vid: r for vid, _, r in items}
+        position = {vid: i for i, (vid, _, _) in enumerate(items)}
+        readers: dict = {}
+
+        def start(first: str, parts_dir: Path) -> None:
+            """Start reading ahead at ``first``, the first video run_shard has to do (it holds
+            the shard's lock by then): the videos from there on whose part it will not reuse."""
+            todo = [vid for vid, fp, _ in items[position[first]:]
+                    if _read_part_stats(parts_dir / f"{vid}.h5", vid, fp) is None]
+            if cross_video and extractor.batches_across_videos:
+                readers["cross"] = stack.enter_context(CrossVideoFrames(extractor, frames, todo, prefetch_batches))
+            elif prefetch_batches > 0 and extractor.has_front_end:
+                readers["prefetch"] = stack.enter_context(Prefetcher(
+                    lambda vid: extractor.inputs(video_input(frames, by_vid[vid], dataset_dir)), todo, extractor,
+                    prefetch_batches, what=FRONT_END[extractor.modality]))
 
         def work(row: dict, part: Path, fp: str) -> dict:
+            if not readers:
+                readers["started"] = True
+                start(row["video_id"], part.parent)
+            prefetch = readers.get("prefetch")
+            if prefetch is not None and row["video_id"] not in prefetch:
+                prefetch = None  # not planned (run_shard decided otherwise about its part): read in line
             video = video_input(frames, row, dataset_dir, prefetch)
-            result = run_extractor(extractor, video)
+            if "cross" in readers:
+                result = readers["cross"].result(video).check(extractor, video.n_steps)
+            else:
+                result = run_extractor(extractor, video)
             return write_features(part, row["video_id"], result, video.timestamps_s, extractor, fp,
                                   frames_config_hash=frames[row["video_id"]].attrs["config_hash"],
                                   torch_threads=threads)

@@ -261,19 +261,29 @@ class VGGish(FeatureExtractor):
                 out[i:i + len(x)] = self._net(x).float().cpu().numpy()
         return out
 
-    def extract(self, video: VideoInput) -> FeatureResult:
-        self.ensure_loaded()
+    def inputs(self, video: VideoInput):
+        """The front end, which the features stage runs ahead of the network: first the
+        video's :class:`~evoke.features._audio.StepWindows`, then (torch backend) blocks of
+        (step indices (B,), log-mel examples (B, 96, 64)) of ``batch_size`` full steps."""
         # a step needs its whole 0.96 s example (15,600 samples): no partial windows
         windows = _audio.step_windows(video.audio_path, video.timestamps_s,
                                       window=_audio.EXAMPLE_SAMPLES, min_samples=_audio.EXAMPLE_SAMPLES)
+        yield windows
+        if self.config.backend == "torch":
+            for block in _audio.step_blocks(windows.full_steps, self.config.batch_size):
+                yield block, _audio.log_mel(windows.samples(block))
+
+    def extract(self, video: VideoInput) -> FeatureResult:
+        self.ensure_loaded()
+        items = self.read_inputs(video)
+        windows = next(items)
         values = np.zeros((video.n_steps, EMBEDDING_SIZE), dtype=np.float32)
+        for block, examples in items:  # torch backend
+            values[block] = self.embed_examples(examples)
         idx = windows.full_steps
         if idx.size == 0:
             return FeatureResult(values, windows.valid)
-        if self.config.backend == "torch":
-            for block in _audio.step_blocks(idx, self.config.batch_size):
-                values[block] = self.embed_examples(_audio.log_mel(windows.samples(block)))
-        else:
+        if self.config.backend == "tfhub":
             values[idx] = self._run_tfhub(Path(video.audio_path), windows.starts[idx])
         if self._pca is not None:
             values[idx] = postprocess_embeddings(values[idx], *self._pca)
