@@ -203,7 +203,7 @@ def _sampled(path, info, drain_plan=None):
     targets = target_times(info["duration_s"], 1.0)
     taken = times[np.maximum(np.searchsorted(times, targets + 1e-9, side="right") - 1, 0)]
     taken_pts = {int(round(x / tb)) for x in taken}
-    plan = F._drain_points(taken, times[keys], targets, tb) if drain_plan is None else drain_plan(taken_pts)
+    plan = F._drain_points(taken, times[keys], targets, tb) if drain_plan is None else drain_plan(taken, targets, tb)
     sampler = F._PyAVSampler(path, times[keys], info["fps_avg"], taken_pts, plan)
     decoded, drained = [0], [False]
     one = sampler._decode_one
@@ -236,12 +236,36 @@ def test_draining_before_seeks_gives_the_frames_of_a_sequential_decode(media):
 
 
 def test_a_drain_plan_that_does_not_hold_still_gives_the_frame_on_screen(media):
-    """Drain points the targets do not match (every taken frame, mapped to no target): the sampler
-    must notice the missing seek, go back to the keyframe and decode on."""
+    """A drain point at every taken frame, though the next target is mostly not past a keyframe:
+    the sampler must notice the missing seek, go back to the keyframe and decode on."""
     info = probe(media["vfr"])
-    got, _, drained, _ = _sampled(media["vfr"], info, drain_plan=lambda pts: {p: -5.0 for p in pts})
+    got, _, drained, _ = _sampled(media["vfr"], info, drain_plan=lambda taken, targets, tb: {
+        int(round(x / tb)): float(t) for x, t in zip(taken, targets)})
     assert drained
     ref = reference_frames(media["vfr"], target_times(info["duration_s"], 1.0))
+    for (ft, img), (rt, rimg) in zip(got, ref, strict=True):
+        assert ft == pytest.approx(rt, abs=1e-6)
+        np.testing.assert_array_equal(img, rimg)
+
+
+def test_dense_targets_with_b_frames_get_the_frame_on_screen(tmp_path):
+    """Targets a frame apart (each second and the frame presented after it, as the demo's motion
+    measure asks): with B-frames a later target's packet is fed before an earlier target's frame
+    decodes, and a drain there must not hide that frame (it once returned the frame before)."""
+    from evoke.media import video_packet_times
+
+    path = tmp_path / "bframes.mp4"  # 25 fps, B-frames, a keyframe every 1.2 s (as demo clips have)
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=5",
+                    "-c:v", "libx264", "-bf", "3", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0",
+                    "-pix_fmt", "yuv420p", str(path)], check=True)
+    info = probe(path)
+    times = video_packet_times(path)[0]
+    seconds = target_times(info["duration_s"], 1.0)
+    after = times[np.minimum(np.searchsorted(times, seconds + 1e-9, side="right"), times.size - 1)]
+    targets = np.unique(np.concatenate([seconds, after, after - 1e-3]))
+    got = [(ft, rgb) for _, _, ft, rgb in sample_frames(path, 1.0, 10_000, info=info, targets=targets)]
+    ref = reference_frames(path, targets)
+    assert len(got) == len(ref) == targets.size
     for (ft, img), (rt, rimg) in zip(got, ref, strict=True):
         assert ft == pytest.approx(rt, abs=1e-6)
         np.testing.assert_array_equal(img, rimg)

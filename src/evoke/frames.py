@@ -131,6 +131,7 @@ class _PyAVSampler:
         self.taken_pts = taken_pts
         self.skip_nonref = bool(taken_pts) and self.stream.codec_context.name in SKIP_NONREF_CODECS
         self.drain_pts = drain_pts or {}
+        self.serving = -1.0  # the target frame_at is looking for (drains happen only for it)
         self.paused = False  # the decoder was drained at a drain point: the next frame needs a seek
         self.step = 1.0 / fps if fps else 0.04
         self._frames: Iterator[av.VideoFrame] | None = None
@@ -165,7 +166,10 @@ class _PyAVSampler:
                 taken = packet.pts is None or packet.pts in self.taken_pts
                 cc.skip_frame = "DEFAULT" if taken else "NONREF"
             yield from packet.decode()
-            if drain and packet.pts is not None and packet.pts in self.drain_pts:
+            # drain only while serving the target that takes this frame: with B-frames a later
+            # target's packet is fed (decode order) before an earlier target's frame is decoded
+            if (drain and packet.pts is not None and packet.pts in self.drain_pts
+                    and abs(self.drain_pts[packet.pts] - self.serving) < 1e-9):
                 self.paused = True
                 for frame in cc.decode(None):  # the frames still inside the decoder's threads
                     frame.time_base = self.stream.time_base  # (a flush packet carries none)
@@ -206,6 +210,7 @@ class _PyAVSampler:
 
     def frame_at(self, t: float) -> tuple[float, av.VideoFrame] | None:
         """The frame on screen at ``t``; None when nothing at or after the current position decodes."""
+        self.serving = t
         key = self.keyframes[self.keyframes <= t + 1e-9]
         last_seen = (self.ahead or self.prev or (None, None))[0]
         if key.size and (last_seen is None or key[-1] > last_seen + 1e-9) and self.prev is not None:
