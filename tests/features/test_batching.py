@@ -25,8 +25,8 @@ from evoke.features.base import (
     FeatureError,
     FeatureExtractor,
     VideoInput,
-    register_extractor,
 )
+from evoke.features.base import EXTRACTORS as REGISTRY
 from evoke.features.colour import colour_stats
 from evoke.features.stage import features_shard, video_input, write_features
 from evoke.frames import frames_shard
@@ -202,7 +202,6 @@ class _PoisonedConfig(ExtractorConfig):
     batch_size: int = 4
 
 
-@register_extractor
 class _Poisoned(FeatureExtractor):
     """colour's statistics, except that a batch holding the poisoned frame raises."""
 
@@ -216,7 +215,9 @@ class _Poisoned(FeatureExtractor):
         return {"values": colour_stats(frames, 18)}
 
 
-def test_an_extractor_error_on_one_videos_frames_fails_that_video_alone(shard, tmp_path):
+def test_an_extractor_error_on_one_videos_frames_fails_that_video_alone(shard, tmp_path, monkeypatch):
+    # registered for this test only: the registry is global, and other tests read all of it
+    monkeypatch.setitem(REGISTRY, _Poisoned.name, _Poisoned)
     root, probe, frames = shard
     with h5py.File(frames) as f:
         POISON["frame"] = f["noaudio/frames"][2]  # noaudio shares its batches with cfr and vfr
