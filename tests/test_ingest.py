@@ -275,17 +275,10 @@ def test_a_replaced_local_file_is_ingested_again(media, tmp_path):
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 5 MiB file system (tmpfs; needs root, as in CI's container)."""
-    import subprocess
+    from faults.small_disk import mounted_tmpfs
 
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "small", "5m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 def test_a_full_disk_fails_the_job_not_the_video(media, small_disk):
