@@ -100,7 +100,8 @@ def test_without_pynvvideocodec_or_a_gpu_the_job_stops_and_no_video_fails(media,
                           **probe(media["cfr"])}], infer_schema_length=None)
     out, status = tmp_path / "frames" / "s0.h5", tmp_path / "frames" / "s0.status.parquet"
     settings = {"rate_hz": 1.0, "short_side": 96, "backend": "nvdec"}
-    with pytest.raises(EnvironmentFailure, match=r"^frames backend 'nvdec' (cannot load PyNvVideoCodec|: no CUDA)") as err:
+    match = r"^frames backend 'nvdec' (cannot load PyNvVideoCodec|: no CUDA)"
+    with pytest.raises(EnvironmentFailure, match=match) as err:
         frames_shard(rows, tmp_path, settings, "s0", out, status_out=status)
     assert "requirements-gpu.txt" in str(err.value) and "frames.backend: pyav" in str(err.value)
     assert "\n" not in str(err.value)

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -196,11 +197,15 @@ def caps_reason(codec: str, width: int, height: int) -> str | None:
     return None
 
 
-def _on_cpu(path: Path, reason: str, detail: str = "") -> None:
-    """Log and count one video (or its rest) handed to PyAV."""
+def _on_cpu(path: Path, targets: np.ndarray, short_side: int, info: dict, reason: str, detail: str = "",
+            start: int = 0) -> Iterator[tuple[int, float, float, np.ndarray]]:
+    """The PyAV backend's frames of ``targets[start:]``, the video logged and counted by ``reason``."""
     CPU_FALLBACKS[reason] += 1
     log.warning("%s: decoded on CPU: %s%s (%d videos for this reason so far)", path.name, reason,
                 f" ({detail})" if detail else "", CPU_FALLBACKS[reason])
+    for i, t, ft, img in sample_frames(path, short_side=short_side, backend="pyav", info=info,
+                                       targets=targets[start:]):
+        yield start + i, t, ft, img
 
 
 def sample_nvdec(path: Path, targets: np.ndarray, short_side: int, info: dict
@@ -209,18 +214,21 @@ def sample_nvdec(path: Path, targets: np.ndarray, short_side: int, info: dict
     nvc = load_nvc()  # the environment first: a missing GPU fails the job, not the videos
     stream = stream_info(path)
     reason = cpu_reason(info, stream) or caps_reason(stream.codec, info["width"], info["height"])
+    if reason is None:
+        like = first_frame(path)
+        if (like.width, like.height) != (info["width"], info["height"]):
+            reason = (f"its first frame is {like.width}x{like.height}, "
+                      f"the probe row says {info['width']}x{info['height']}")
     if reason:
-        _on_cpu(path, reason)
-        yield from sample_frames(path, short_side=short_side, backend="pyav", info=info, targets=targets)
+        yield from _on_cpu(path, targets, short_side, info, reason)
         return
     plan = plan_targets(path, targets, info.get("fps_avg"))
-    like = first_frame(path)
     w, h = output_size(info["width"], info["height"], short_side)
     done = 0  # targets handled (yielded or masked), in order
     try:
-        for rank, nv12 in _decode_taken(nvc, path, plan, info):
+        for rank, ft, nv12 in _decode_taken(nvc, path, plan, info):
             while done < len(targets) and plan.index[done] == rank:
-                yield done, float(targets[done]), float(plan.times[rank]), _upright(
+                yield done, float(targets[done]), ft, _upright(
                     rgb_from_nv12(nv12, like, w, h), info["rotation"])
                 done += 1
         while done < len(targets) and plan.index[done] == -1:
@@ -228,18 +236,16 @@ def sample_nvdec(path: Path, targets: np.ndarray, short_side: int, info: dict
         if done < len(targets):
             raise _Diverged(f"NVDEC ended before the frame at {plan.times[plan.index[done]]:.3f} s")
     except _Diverged as exc:
-        _on_cpu(path, "NVDEC's frames differ from the packet scan", f"targets from {targets[done]:.3f} s; {exc}")
-        for i, t, ft, img in sample_frames(path, short_side=short_side, backend="pyav", info=info,
-                                           targets=targets[done:]):
-            yield done + i, t, ft, img
+        yield from _on_cpu(path, targets, short_side, info, "NVDEC's frames differ from the packet scan",
+                           f"targets from {targets[done]:.3f} s; {exc}", start=done)
 
 
 class _Diverged(Exception):
     """NVDEC's frames are not the ones the plan expects (the rest goes to PyAV)."""
 
 
-def _decode_taken(nvc, path: Path, plan: Plan, info: dict) -> Iterator[tuple[int, np.ndarray]]:
-    """``(rank, nv12)`` for each frame the plan takes, in display order, decoded by NVDEC.
+def _decode_taken(nvc, path: Path, plan: Plan, info: dict) -> Iterator[tuple[int, float, np.ndarray]]:
+    """``(rank, time_s, nv12)`` for each frame the plan takes, in display order, decoded by NVDEC.
 
     A decoded frame's rank is its place among the packet scan's sorted presentation times
     (its PTS in the demuxer's time base); frames must come out with ranks 0, 1, 2 ... ,
@@ -250,7 +256,7 @@ def _decode_taken(nvc, path: Path, plan: Plan, info: dict) -> Iterator[tuple[int
     last = max(wanted) if wanted else -1
     try:
         demuxer = nvc.CreateDemuxer(filename=str(path))
-        tb = demuxer.GetTimebaseNum() / demuxer.GetTimebaseDen()
+        tb = Fraction(demuxer.GetTimebaseNum(), demuxer.GetTimebaseDen())
         decoder = nvc.CreateDecoder(gpuid=0, codec=demuxer.GetNvCodecId(), usedevicememory=True)
         packets = iter(demuxer)
     except Exception as exc:  # PyNvVideoCodec's own exceptions derive from Exception only
@@ -265,8 +271,8 @@ def _decode_taken(nvc, path: Path, plan: Plan, info: dict) -> Iterator[tuple[int
         except Exception as exc:
             raise _Diverged(f"NVDEC stopped at frame {expect}: {_first_line(exc)}") from exc
         for frame in frames:
-            t = frame.getPTS() * tb
-            if expect >= plan.times.size or abs(plan.times[expect] - t) > max(plan.time_base, tb) / 2 + 1e-9:
+            t = float(frame.getPTS() * tb)  # as PyAV computes frame.time: the same float
+            if expect >= plan.times.size or abs(plan.times[expect] - t) > max(plan.time_base, float(tb)) / 2 + 1e-9:
                 want = f"{plan.times[expect]:.3f} s" if expect < plan.times.size else "no more frames"
                 raise _Diverged(f"NVDEC gave the frame at {t:.3f} s where the packet scan has {want}")
             if expect in wanted:
@@ -274,7 +280,7 @@ def _decode_taken(nvc, path: Path, plan: Plan, info: dict) -> Iterator[tuple[int
                 if nv12.shape != (info["height"] * 3 // 2, info["width"]):
                     raise _Diverged(f"NVDEC gave a {nv12.shape[1]}x{nv12.shape[0] * 2 // 3} picture, "
                                     f"the stream is {info['width']}x{info['height']}")
-                yield expect, nv12
+                yield expect, t, nv12
             expect += 1
 
 
