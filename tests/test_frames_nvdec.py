@@ -9,6 +9,9 @@ PyNvVideoCodec: the whole backend against the PyAV backend, frame for frame.
 
 from __future__ import annotations
 
+from fractions import Fraction
+from pathlib import Path
+
 import av
 import numpy as np
 import polars as pl
@@ -135,24 +138,36 @@ def test_on_the_gpu_nvdec_gives_the_pyav_backends_frames(media, key):
     assert sum(nv.CPU_FALLBACKS.values()) == before, dict(nv.CPU_FALLBACKS)  # decoded on the GPU, not PyAV
 
 
-@needs_gpu
-def test_on_the_gpu_av1_is_decoded_there_or_falls_back_with_its_reason(media, tmp_path):
-    path = tmp_path / "av1.mp4"
-    encoders = set(av.codecs_available)
-    enc = next((e for e in ("libsvtav1", "libaom-av1", "librav1e") if e in encoders), None)
+def write_av1(src: Path, dest: Path, n_frames: int = 75) -> None:
+    """The first ``n_frames`` of ``src`` as AV1 (SVT-AV1 or libaom, whichever PyAV has), 25 fps."""
+    enc = next((e for e in ("libsvtav1", "libaom-av1") if e in av.codecs_available), None)
     if enc is None:
         pytest.skip("no AV1 encoder in this PyAV build")
-    with av.open(str(media["cfr"])) as src, av.open(str(path), "w") as out:
+    with av.open(str(src)) as inp, av.open(str(dest), "w") as out:
         s = out.add_stream(enc, rate=25)
         s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
-        for n, frame in enumerate(src.decode(video=0)):
-            if n >= 75:
+        for n, frame in enumerate(inp.decode(video=0)):
+            if n >= n_frames:
                 break
-            frame.pts = None
-            for p in s.encode(frame.reformat(format="yuv420p")):
+            frame = frame.reformat(width=320, height=240, format="yuv420p")
+            frame.pts, frame.time_base = n, Fraction(1, 25)
+            for p in s.encode(frame):
                 out.mux(p)
         for p in s.encode():
             out.mux(p)
+
+
+def test_the_av1_clip_of_the_gpu_test_is_routed_to_the_gpu(media, tmp_path):
+    """Here: the AV1 file the GPU test decodes is made, probed and routed to NVDEC."""
+    write_av1(media["cfr"], tmp_path / "av1.mp4", n_frames=10)
+    stream = nv.stream_info(tmp_path / "av1.mp4")
+    assert stream.codec == "av1" and nv.cpu_reason(probe(tmp_path / "av1.mp4"), stream) is None
+
+
+@needs_gpu
+def test_on_the_gpu_av1_is_decoded_there_or_falls_back_with_its_reason(media, tmp_path):
+    path = tmp_path / "av1.mp4"
+    write_av1(media["cfr"], path)
     info = probe(path)
     reason = "this GPU's NVDEC cannot decode av1 (decoder caps: not supported)"
     before = nv.CPU_FALLBACKS[reason]

@@ -112,7 +112,7 @@ def _display_end(path: Path, last_key: float, tb: float, step: float) -> float:
 def stream_info(path: Path) -> StreamInfo:
     with av.open(str(path)) as container:
         cc = container.streams.video[0].codec_context
-        return StreamInfo(cc.name, cc.pix_fmt)
+        return StreamInfo(cc.codec.canonical_name, cc.pix_fmt)  # the codec, not its decoder (libdav1d)
 
 
 def cpu_reason(info: dict, stream: StreamInfo) -> str | None:
