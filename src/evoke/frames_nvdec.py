@@ -19,19 +19,21 @@ How a video is sampled:
 3. *The picture, on the CPU*: the NV12 samples are written into a frame PyAV decoded
    from the same stream (:func:`rgb_from_nv12`), which goes through the very call the PyAV
    backend makes (``to_ndarray(format="rgb24", width, height, interpolation="AREA")``), then
-   :func:`evoke.frames._upright` with the probe row's rotation. NVDEC's H.264/HEVC
-   output is bit-exact (the standards define the decoded samples), so the stored
-   frames are meant to equal the PyAV backend's exactly: tolerance 0, which the GPU
-   tests assert. Converting only the ~1 frame a second taken costs little CPU.
+   :func:`evoke.frames._upright` with the probe row's rotation. The codecs' standards
+   define a conformant decoder's samples exactly, so the stored frames are meant to
+   equal the PyAV backend's: tolerance 0, which the GPU tests assert. Converting only
+   the ~1 frame a second taken costs little CPU (bench/RESULTS.md: about 4% of the
+   PyAV backend's CPU time on a 720p clip).
 
 Per video, the GPU is not used, and the PyAV backend decodes instead, logged as
 ``decoded on CPU: <reason>`` and counted (:data:`CPU_FALLBACKS`), when: the codec is
 not one routed to NVDEC (:data:`NVDEC_CODECS`: H.264, HEVC, AV1, VP9), the pixel
 format is not 8-bit 4:2:0, or the GPU's decoder caps say no (AV1 before Ampere,
-sizes past its limits). Should NVDEC hand out a frame the plan does not expect
-(a damaged stream, a timestamp it reads otherwise), the remaining targets are
-decoded by PyAV from there, also logged and counted: the frames never depend on the GPU
-path being right.
+sizes past its limits), or PyAV's first frame is not the probe row's size. Should
+NVDEC hand out a frame the plan does not expect (a damaged stream, a timestamp it reads
+otherwise, a picture of another size, an error), the remaining targets are decoded by
+PyAV from there, also logged and counted: which frame a target takes never rests on
+NVDEC's timestamps.
 
 PyNvVideoCodec missing, its driver libraries missing (``libcuda``, ``libnvcuvid``), or no
 CUDA device is the environment's fault: :class:`~evoke.media.EnvironmentFailure`, the
@@ -55,7 +57,7 @@ from evoke.media import EnvironmentFailure, MediaError, video_packet_times
 
 log = logging.getLogger(__name__)
 
-# probe codec names routed to NVDEC (PyNvVideoCodec's cudaVideoCodec member names);
+# codecs (PyAV's canonical names) routed to NVDEC (PyNvVideoCodec's cudaVideoCodec member names);
 # anything else (MPEG-4 part 2, VP8, ProRes ...) is decoded by PyAV
 NVDEC_CODECS = {"h264": "H264", "hevc": "HEVC", "av1": "AV1", "vp9": "VP9"}
 # pixel formats whose NV12 NVDEC output maps back onto the stream's own format losslessly
@@ -103,9 +105,12 @@ def _display_end(path: Path, last_key: float, tb: float, step: float) -> float:
         stream = container.streams.video[0]
         if tb > 0:
             container.seek(int(round(last_key / tb)), stream=stream, backward=True)
-        for packet in container.demux(stream):
-            if packet.pts is not None and packet.size:
-                end = max(end, packet.pts * tb + _frame_duration(packet, tb, step))
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.size:
+                    end = max(end, packet.pts * tb + _frame_duration(packet, tb, step))
+        except av.FFmpegError:
+            pass  # a damaged tail: the packets read count (NVDEC then stops early, PyAV takes over)
     return end
 
 
