@@ -4,11 +4,13 @@
 # That machine has Python 3.12 with torch, torchvision, h5py, pyarrow, pyyaml, tqdm,
 # numpy, pytest and nvidia-ml-py, but not av, polars or jsonschema. Their wheels
 # travel with the working tree, which may carry at most 64 MiB per call, and they
-# weigh about 87 MB together, so they travel in two folders, one per call:
+# weigh about 87 MB together (114 MB with the GPU decode wheel), so they travel in three folders, one per call:
 #
-#   bash bench/gpu.sh wheels          # here (PyPI reachable): .whl/a (av, jsonschema, ...) and .whl/b (polars)
+#   bash bench/gpu.sh wheels          # here (PyPI reachable): .whl/a (av, jsonschema, ...), .whl/b (polars)
+#                                     # and .whl/g (requirements-gpu.txt: PyNvVideoCodec, 27 MB)
 #   # device call 1, carry [".whl/a"]:  bash bench/gpu.sh install
-#   # device call 2, carry [".whl/b"], within the machine's idle window (30 s):
+#   # device call 2, carry [".whl/g"]:  bash bench/gpu.sh install   (frames.backend: nvdec)
+#   # device call 3, carry [".whl/b"], each within the machine's idle window (30 s):
 #   #                                   bash bench/gpu.sh run "$OUT"
 #
 # `install` unpacks whatever wheels are present into /tmp/site (kept while the machine
@@ -41,12 +43,13 @@ install() {
 
 case "${1:-}" in
   wheels)
-    mkdir -p .whl/a .whl/b
+    mkdir -p .whl/a .whl/b .whl/g
     grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
     python3 -m pip download -q --no-deps "${PIP_PLATFORM[@]}" -d .whl/a \
       "$(pin av)" "$(pin jsonschema)" referencing==0.37.0 rpds-py==2026.9.1 jsonschema-specifications==2025.9.1
     python3 -m pip download -q --no-deps "${PIP_PLATFORM[@]}" -d .whl/b "$(pin polars)" "polars-runtime-32==$(pin polars | cut -d= -f3)"
-    du -sh .whl/a .whl/b
+    python3 -m pip download -q --no-deps "${PIP_PLATFORM[@]}" -d .whl/g -r requirements-gpu.txt
+    du -sh .whl/a .whl/b .whl/g
     ;;
   install)
     install

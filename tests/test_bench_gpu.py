@@ -36,6 +36,9 @@ def test_gpu_bench_dry_run_writes_every_section(tmp_path):
     if not torch.cuda.is_available():
         assert eq.get("skipped", 0) > 0 and not eq.get("passed") and not eq.get("failed")
         assert report["decode"]["gpu"]["decoder"] is None
+        assert "frames backend 'nvdec'" in report["decode"]["gpu"]["reason"]
+        assert "frames backend 'nvdec'" in report["decode"]["nvdec_1hz"]["skipped"]
+    assert report["gpu_requirements"] == {"status": "not installed (dry run)"}
     dec = report["decode"]
     assert dec["frames"] == 90 and dec["evoke_1hz_frames"] == 3
     assert dec["pyav_full_decode_frames_per_s"] > 0

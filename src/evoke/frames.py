@@ -76,6 +76,12 @@ def target_times(duration_s: float, rate_hz: float) -> np.ndarray:
     return np.arange(n, dtype=np.float64) / rate_hz
 
 
+def frame_on_screen(times: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Index into the sorted presentation ``times`` of the frame on screen at each target
+    (the last frame at or before it; the first frame for targets before it)."""
+    return np.maximum(np.searchsorted(times, targets + 1e-9, side="right") - 1, 0)
+
+
 def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     """Scaled (width, height) of a stored picture: short side at most ``short_side``, never upscaled."""
     if short_side <= 0 or min(width, height) <= short_side:
@@ -257,12 +263,17 @@ def sample_frames(
     if backend == "decord":
         yield from _sample_decord(path, targets, short_side, info)
         return
+    if backend == "nvdec":
+        from evoke.frames_nvdec import sample_nvdec
+
+        yield from sample_nvdec(path, targets, short_side, info)
+        return
     if backend != "pyav":
-        raise EvokeError(f"unknown frames backend {backend!r} (pyav or decord)")
+        raise EvokeError(f"unknown frames backend {backend!r} (pyav, decord or nvdec)")
     times, keys, tb = video_packet_times(path)
     taken_pts, drain_pts = None, None
     if times.size and tb:  # the timestamp of the frame each target takes: only these must decode
-        taken = times[np.maximum(np.searchsorted(times, targets + 1e-9, side="right") - 1, 0)]
+        taken = times[frame_on_screen(times, targets)]
         taken_pts = {int(round(x / tb)) for x in taken}
         drain_pts = _drain_points(taken, times[keys], targets, tb)
     sampler = _PyAVSampler(path, times[keys], info.get("fps_avg"), taken_pts, drain_pts)
