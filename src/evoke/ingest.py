@@ -53,10 +53,13 @@ from evoke.config import fingerprint
 from evoke.media import (
     EnvironmentFailure,
     MediaError,
+    VideoPackets,
     decoded_end_time,
     environment_message,
     probe,
+    probe_packets,
     run_ffmpeg,
+    video_packet_digest,
     video_packet_times,
 )
 
@@ -361,7 +364,8 @@ def _wav_params(path: Path) -> tuple[int, int, int, float] | None:
     return ch, width, rate, n / rate
 
 
-def verify_outputs(src_info: dict, video: Path, wav: Path | None, audio_rate: int, name: str) -> dict:
+def verify_outputs(src_info: dict, video: Path, wav: Path | None, audio_rate: int, name: str,
+                   src_packets: VideoPackets | None = None) -> dict:
     """Check what ingest wrote before it is committed; return ``{"decoded_duration_s"}``
     of the muted video.
 
@@ -372,25 +376,30 @@ def verify_outputs(src_info: dict, video: Path, wav: Path | None, audio_rate: in
     ``src_info`` is the source's :func:`~evoke.media.probe`. A mismatch on a full disk raises
     :class:`EnvironmentFailure` (the disk, not the data); otherwise
     :class:`MediaError`.
+
+    With ``src_packets`` (the source's :func:`~evoke.media.probe_packets`), a muted video
+    whose video packets are the source's (bytes, timestamps, keyframe flags, time base and
+    extradata, read by demuxing only) decodes as the source did, to the end probe found,
+    so it is not decoded again. One that differs in any way (a truncated or damaged copy,
+    or a muxer that rewrote the packets or their time base) is checked by decoding, as
+    without ``src_packets``.
     """
     problems = []
     frame_s = 1.0 / src_info["fps_avg"] if src_info.get("fps_avg") else 0.1
     decoded = None
-    try:  # demux and decode with PyAV (no ffprobe process: this runs for every video)
-        times, keys, tb = video_packet_times(video, video.name)
-    except MediaError as exc:
-        times, problems = None, [f"the muted video does not read back: {exc}"]
-    if times is not None:
-        last = decoded_end_time(video, times[keys] if keys.any() else times[:1], tb) if times.size else None
-        if times.size != src_info["n_frames"]:
-            problems.append(f"the muted video has {times.size} video packets, the source {src_info['n_frames']}")
-        if last is None:
-            problems.append("no frame of the muted video decodes")
-        else:
-            decoded = min(last - float(times[0]) + frame_s, src_info["duration_s"])
-            if abs(decoded - src_info["decoded_duration_s"]) > 2 * frame_s + 0.01:
-                problems.append(f"the muted video decodes to {decoded:.3f} s, the source "
-                                f"to {src_info['decoded_duration_s']:.3f} s")
+    same = False
+    if src_packets is not None and src_packets.digest:
+        try:
+            same = video_packet_digest(video, video.name) == (src_packets.count, src_packets.digest)
+        except MediaError:
+            pass  # the checks below say what is wrong
+    if same:  # what decoding it would give: the same frames at the same times
+        decoded = min(src_packets.last_decoded_s - src_packets.first_s + frame_s, src_info["duration_s"])
+    else:
+        decoded, problems = _verify_by_decoding(src_info, video, frame_s)
+    if decoded is not None and abs(decoded - src_info["decoded_duration_s"]) > 2 * frame_s + 0.01:
+        problems.append(f"the muted video decodes to {decoded:.3f} s, the source "
+                        f"to {src_info['decoded_duration_s']:.3f} s")
     if wav is not None:
         got = _wav_params(wav)
         want = src_info.get("audio_duration_s")
@@ -408,6 +417,23 @@ def verify_outputs(src_info: dict, video: Path, wav: Path | None, audio_rate: in
                                      + "; ".join(problems))
         raise MediaError(f"{name}: written files failed verification: " + "; ".join(problems))
     return {"decoded_duration_s": decoded}
+
+
+def _verify_by_decoding(src_info: dict, video: Path, frame_s: float) -> tuple[float | None, list[str]]:
+    """(decoded duration, problems) of the muted video: its packet count against the source's,
+    and the end of its last group of pictures, decoded."""
+    try:  # demux and decode with PyAV (no ffprobe process)
+        times, keys, tb = video_packet_times(video, video.name)
+    except MediaError as exc:
+        return None, [f"the muted video does not read back: {exc}"]
+    problems = []
+    last = decoded_end_time(video, times[keys] if keys.any() else times[:1], tb) if times.size else None
+    if times.size != src_info["n_frames"]:
+        problems.append(f"the muted video has {times.size} video packets, the source {src_info['n_frames']}")
+    if last is None:
+        problems.append("no frame of the muted video decodes")
+        return None, problems
+    return min(last - float(times[0]) + frame_s, src_info["duration_s"]), problems
 
 
 def _local_identity(source: str | None) -> list | None:
@@ -540,9 +566,9 @@ def _build_video(row: dict, tmp: Path, settings: dict, fp: str) -> dict:
         if end is not None and end > length + 0.5:
             log.warning("%s: end_s %g s is past the end of the video (%.2f s); clipped at the end", name, end, length)
         src = clip_video(src, dl / "clip.mp4", start, end, name)
-    info = probe(src, name)
+    info, packets = probe_packets(src, name)
     video, wav = strip_audio(src, tmp, info["has_audio"], settings["audio_rate"], name)
-    written = verify_outputs(info, video, wav, settings["audio_rate"], name)
+    written = verify_outputs(info, video, wav, settings["audio_rate"], name, packets)
     danmaku = None
     dsrc = _read_danmaku_source(row["danmaku"]) if row.get("danmaku") else ytdlp_danmaku
     if dsrc is not None:
