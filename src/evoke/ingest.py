@@ -10,14 +10,15 @@ Per video (``ingest_video``), inside ``results/{dataset}/ingest/videos/{video_id
   rename, so a folder that exists under its final name is complete.
 
 One ffmpeg process writes the muted video and the WAV; the probe and the
-verification read the files in-process with PyAV (:func:`evoke.media.probe`).
+verification read the files in-process with PyAV (:func:`evoke.media.probe_packets`).
 
 Each video is built in the shard job's own work folder,
 ``results/{dataset}/ingest/work/{shard}/{video_id}/``, and renamed into place
 once every written file is verified (:func:`verify_outputs`: the muted video
-demuxes to the source's packets and decodes to the same end, the WAV has the
-expected rate, channel and duration; ffmpeg's exit code alone is not proof, it
-exits 0 after a failed trailer write). The work folder belongs to that one
+demuxes to the source's video packets, bytes and timestamps, so it decodes as
+the source did in probe, or, when a muxer rewrote them, decodes to the same
+end; the WAV has the expected rate, channel and duration; ffmpeg's exit code
+alone is not proof, it exits 0 after a failed trailer write). The work folder belongs to that one
 shard job (Snakemake runs one job per shard), so a job clears only its own
 leftovers and never another node's downloads in progress.
 

@@ -1,9 +1,12 @@
 """Thin wrappers around the ffmpeg/ffprobe binaries and PyAV's demuxer.
 
-:func:`probe` reads a file in-process with PyAV (the PyAV wheel's FFmpeg);
-the ``ffprobe`` binary runs only when PyAV cannot open a file, so that an
-unreadable file keeps ffprobe's one-line reason. Starting ffprobe cost about
-0.1 s a video, a third of ingest (bench/RESULTS.md).
+:func:`probe` reads a file in-process with PyAV (the PyAV wheel's FFmpeg)
+in one open: the streams, the video packets, and a decode of the last group
+of pictures (for how far the file really decodes). The ``ffprobe`` binary runs
+only when PyAV cannot open a file, so that an unreadable file keeps ffprobe's
+one-line reason. Starting ffprobe cost about 0.1 s a video, a third of ingest
+(bench/RESULTS.md). :func:`probe_packets` adds a digest of the video packets,
+with which ingest checks its muted copy without decoding it again.
 
 Everything here raises :class:`MediaError` with a one-line message that names
 the file and what is wrong with it; stage code records that message as the
