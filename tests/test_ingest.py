@@ -246,6 +246,28 @@ def test_a_copy_of_the_source_packets_is_verified_without_decoding(media, tmp_pa
         verify_outputs(info, cut, None, 16000, "cfr.mp4", packets)
 
 
+def test_a_source_that_fails_probe_after_its_copy_started_costs_only_itself(media, tmp_path, monkeypatch):
+    """ffmpeg writes the muted copy while probe decodes the source; when no frame decodes, the
+    video fails with probe's message, that ffmpeg is stopped and nothing is left."""
+    import av
+    import psutil
+
+    bad = tmp_path / "undecodable.mp4"  # streams and packets intact, every packet's data garbage
+    data = bytearray(media["noaudio"].read_bytes())
+    with av.open(str(media["noaudio"])) as c:
+        for p in c.demux(video=0):
+            if p.size:
+                data[p.pos + 4: p.pos + p.size] = b"\xff" * (p.size - 4)
+    bad.write_bytes(bytes(data))
+    started = []
+    real = ingest.start_strip_audio
+    monkeypatch.setattr(ingest, "start_strip_audio", lambda *a: started.append(real(*a)) or started[-1])
+    with pytest.raises(MediaError, match="undecodable.mp4: no frame of the video stream decodes"):
+        ingest_video(row("u", bad), tmp_path / "v", SETTINGS)
+    assert len(started) == 1 and started[0].returncode is not None  # it ran, and was waited for
+    assert not psutil.Process().children() and not list((tmp_path / "v").iterdir())
+
+
 def test_video_ids_are_limited_in_bytes():
     assert check_video_id("a" * 200) is None
     assert "300 bytes in UTF-8" in check_video_id("視" * 100)  # 100 characters, 300 bytes

@@ -43,6 +43,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -57,9 +58,11 @@ from evoke.media import (
     VideoPackets,
     decoded_end_time,
     environment_message,
+    finish_ffmpeg,
     probe,
     probe_packets,
     run_ffmpeg,
+    start_ffmpeg,
     video_packet_digest,
     video_packet_times,
 )
@@ -304,8 +307,29 @@ def clip_video(src: Path, dest: Path, start: float | None, end: float | None, na
     return dest
 
 
+def _first_command(src: Path, folder: Path, has_audio: bool, audio_rate: int) -> tuple[list[str], str]:
+    """The ffmpeg arguments :func:`strip_audio` tries first, and what they do (for messages)."""
+    video = folder / "video.mp4"
+    base = ["-fflags", "+genpts", "-i", str(src), "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn",
+            "-movflags", "+faststart", str(video)]
+    if has_audio:
+        return [*base, *_to_wav(audio_rate), str(folder / "audio.wav")], "stream copy and audio extraction"
+    return base, "stream copy to MP4"
+
+
+def _to_wav(audio_rate: int) -> list[str]:
+    return ["-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(audio_rate), "-c:a", "pcm_s16le"]
+
+
+def start_strip_audio(src: Path, folder: Path, has_audio: bool, audio_rate: int) -> subprocess.Popen:
+    """Start :func:`strip_audio`'s first ffmpeg command in the background (pass it as
+    ``started``): ingest runs it while probe reads and decodes the source."""
+    return start_ffmpeg(_first_command(src, folder, has_audio, audio_rate)[0])
+
+
 def strip_audio(
-    src: Path, folder: Path, has_audio: bool, audio_rate: int, name: str | None = None
+    src: Path, folder: Path, has_audio: bool, audio_rate: int, name: str | None = None,
+    started: subprocess.Popen | None = None,
 ) -> tuple[Path, Path | None]:
     """Write the muted video (stream copy) and, when there is audio, a mono WAV.
 
@@ -316,32 +340,39 @@ def strip_audio(
     One ffmpeg process writes both files (one start-up and one read of the
     input instead of two: a process start-up was a third of ingest). Only when
     it fails are they made one at a time, which is where MP4 or MKV and WAV or
-    "no audio" get decided, with the same outcomes as before.
+    "no audio" get decided, with the same outcomes as before. ``started``: that
+    first command, already started by :func:`start_strip_audio` with the same
+    arguments.
     """
     video = folder / "video.mp4"
-    base = ["-fflags", "+genpts", "-i", str(src), "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn"]
-    to_wav = ["-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(audio_rate), "-c:a", "pcm_s16le"]
-    if has_audio:
-        wav = folder / "audio.wav"
-        try:
-            run_ffmpeg([*base, "-movflags", "+faststart", str(video), *to_wav, str(wav)],
-                       "stream copy and audio extraction", src, name)
-            return video, wav
-        except MediaError as exc:
-            log.debug("%s; writing the video and the audio one at a time", exc)
-            video.unlink(missing_ok=True)
-            wav.unlink(missing_ok=True)
+    args, what = _first_command(src, folder, has_audio, audio_rate)
     try:
-        run_ffmpeg([*base, "-movflags", "+faststart", str(video)], "stream copy to MP4", src, name)
-    except MediaError:
-        video.unlink(missing_ok=True)
-        video = folder / "video.mkv"
+        if started is not None:
+            finish_ffmpeg(started, what, src, name)
+        else:
+            run_ffmpeg(args, what, src, name)
+        return video, (folder / "audio.wav") if has_audio else None
+    except MediaError as exc:
+        first_failed = exc
+    video.unlink(missing_ok=True)
+    base = ["-fflags", "+genpts", "-i", str(src), "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn"]
+    if has_audio:
+        log.debug("%s; writing the video and the audio one at a time", first_failed)
+        (folder / "audio.wav").unlink(missing_ok=True)
+        try:
+            run_ffmpeg([*base, "-movflags", "+faststart", str(video)], "stream copy to MP4", src, name)
+        except MediaError:
+            video.unlink(missing_ok=True)
+            video = folder / "video.mkv"
+    else:
+        video = folder / "video.mkv"  # the MP4 copy was the first command
+    if video.suffix == ".mkv":
         run_ffmpeg([*base, str(video)], "stream copy to MKV", src, name)
     wav = None
     if has_audio:
         wav = folder / "audio.wav"
         try:
-            run_ffmpeg(["-i", str(src), *to_wav, str(wav)], "audio extraction", src, name)
+            run_ffmpeg(["-i", str(src), *_to_wav(audio_rate), str(wav)], "audio extraction", src, name)
         except MediaError as exc:
             log.warning("%s; recorded as no audio", exc)
             wav.unlink(missing_ok=True)
@@ -567,8 +598,20 @@ def _build_video(row: dict, tmp: Path, settings: dict, fp: str) -> dict:
         if end is not None and end > length + 0.5:
             log.warning("%s: end_s %g s is past the end of the video (%.2f s); clipped at the end", name, end, length)
         src = clip_video(src, dl / "clip.mp4", start, end, name)
-    info, packets = probe_packets(src, name)
-    video, wav = strip_audio(src, tmp, info["has_audio"], settings["audio_rate"], name)
+    started = []  # the muted copy and the WAV are written while probe reads and decodes the source
+
+    def start_writing(has_audio: bool) -> None:
+        started.append(start_strip_audio(src, tmp, has_audio, settings["audio_rate"]))
+
+    try:
+        info, packets = probe_packets(src, name, on_streams=start_writing)
+    except BaseException:
+        for proc in started:  # the source is bad (or the job is stopping): its outputs are not wanted
+            proc.kill()
+            proc.communicate()
+        raise
+    video, wav = strip_audio(src, tmp, info["has_audio"], settings["audio_rate"], name,
+                             started[0] if started else None)
     written = verify_outputs(info, video, wav, settings["audio_rate"], name, packets)
     danmaku = None
     dsrc = _read_danmaku_source(row["danmaku"]) if row.get("danmaku") else ytdlp_danmaku

@@ -24,7 +24,7 @@ import struct
 import subprocess
 from fractions import Fraction
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import av
 import numpy as np
@@ -72,13 +72,24 @@ def run_ffmpeg(args: list[str], what: str, path: Path, name: str | None = None) 
     ``name`` is how the file is called in the message (default: its file name). A
     full disk (or quota, or read-only file system) raises :class:`EnvironmentFailure`
     even when ffmpeg exits 0, which it does after failing to write a trailer."""
+    finish_ffmpeg(start_ffmpeg(args), what, path, name)
+
+
+def start_ffmpeg(args: list[str]) -> subprocess.Popen:
+    """:func:`run_ffmpeg`'s process, started and not waited for: :func:`finish_ffmpeg` waits
+    for it and reports as run_ffmpeg does (kill it and wait, when its output is not wanted)."""
     cmd = [require_binary("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-y", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    env = environment_message(proc.stderr)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def finish_ffmpeg(proc: subprocess.Popen, what: str, path: Path, name: str | None = None) -> None:
+    """Wait for a :func:`start_ffmpeg` process; raise as :func:`run_ffmpeg` does."""
+    _, stderr = proc.communicate()
+    env = environment_message(stderr)
     if env:
         raise EnvironmentFailure(f"{name or path.name}: {what}: the disk failed, not the video: {env}")
     if proc.returncode != 0:
-        msg = _last_line(proc.stderr).replace(str(path), name or path.name)
+        msg = _last_line(stderr).replace(str(path), name or path.name)
         raise MediaError(f"{name or path.name}: {what} failed: {msg}")
 
 
@@ -396,13 +407,18 @@ def probe(path: Path, name: str | None = None, via_ffprobe: bool = False) -> dic
     return _probe(path, name, via_ffprobe, digest=False)[0]
 
 
-def probe_packets(path: Path, name: str | None = None) -> tuple[dict, VideoPackets]:
+def probe_packets(path: Path, name: str | None = None,
+                  on_streams: Callable[[bool], None] | None = None) -> tuple[dict, VideoPackets]:
     """:func:`probe`'s row and, from the same reading of the file, :class:`VideoPackets`
-    (with the digest of every video packet, which :func:`probe` does not compute)."""
-    return _probe(path, name, False, digest=True)
+    (with the digest of every video packet, which :func:`probe` does not compute).
+
+    ``on_streams(has_audio)`` is called once the file is known to have a video stream,
+    before its packets are read (ingest starts writing its outputs then)."""
+    return _probe(path, name, False, digest=True, on_streams=on_streams)
 
 
-def _probe(path: Path, name: str | None, via_ffprobe: bool, digest: bool) -> tuple[dict, VideoPackets]:
+def _probe(path: Path, name: str | None, via_ffprobe: bool, digest: bool,
+           on_streams: Callable[[bool], None] | None = None) -> tuple[dict, VideoPackets]:
     name = name or path.name
     _check_file(path, name)
     container = None
@@ -412,12 +428,13 @@ def _probe(path: Path, name: str | None, via_ffprobe: bool, digest: bool) -> tup
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         log.info("%s: PyAV cannot open it (%s); asking ffprobe", name, exc)
     if container is None:
-        return _describe(path, name, ffprobe(path, name), None, digest)
+        return _describe(path, name, ffprobe(path, name), None, digest, on_streams)
     with container:
-        return _describe(path, name, pyav_streams(container), container, digest)
+        return _describe(path, name, pyav_streams(container), container, digest, on_streams)
 
 
-def _describe(path: Path, name: str, info: dict, container, digest: bool) -> tuple[dict, VideoPackets]:
+def _describe(path: Path, name: str, info: dict, container, digest: bool,
+              on_streams: Callable[[bool], None] | None) -> tuple[dict, VideoPackets]:
     """:func:`_probe` from the stream description ``info``: ffprobe's JSON when ``container``
     is None, else :func:`pyav_streams` of the open ``container``, which the packet scan and
     the decode then read too."""
@@ -432,6 +449,8 @@ def _describe(path: Path, name: str, info: dict, container, digest: bool) -> tup
         raise MediaError(f"{name}: no video stream (streams: {', '.join(kinds)})")
     v = video[0]
     audio = [s for s in streams if s.get("codec_type") == "audio"]
+    if on_streams is not None:
+        on_streams(bool(audio))
     if container is None:
         times, keys, tb, hexdigest = _scan_file(path, name, digest)
     else:
