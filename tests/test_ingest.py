@@ -9,9 +9,10 @@ import polars as pl
 import pytest
 
 from evoke.config import validate_config
-from evoke.ingest import PROBE_SCHEMA, ingest_shard, ingest_video, verify_outputs
+from evoke import ingest
+from evoke.ingest import PROBE_SCHEMA, ingest_shard, ingest_video, strip_audio, verify_outputs
 from evoke.manifest import check_video_id
-from evoke.media import EnvironmentFailure, MediaError, probe
+from evoke.media import EnvironmentFailure, MediaError, probe, probe_packets
 
 SETTINGS = validate_config({"manifest": "-"})["ingest"]
 # yt-dlp loads plugin extractors once per process from sys.path: before any test runs
@@ -218,6 +219,53 @@ def test_written_files_are_verified_before_the_commit(media, tmp_path):
     wav.write_bytes(data[: len(data) // 2])  # a header that announces more than the file holds
     with pytest.raises(MediaError, match="the WAV does not read back"):
         verify_outputs(info, media["cfr"], wav, 16000, "cfr.mp4")
+
+
+def test_a_copy_of_the_source_packets_is_verified_without_decoding(media, tmp_path, monkeypatch):
+    """A muted copy whose video packets are the source's (demuxed and hashed) decodes as the
+    source did in probe: same result as decoding it, without the decode. A copy whose packets
+    differ is decoded, and a truncated one fails with the message it always had."""
+    import shutil
+
+    info, packets = probe_packets(media["cfr"])
+    assert info == probe(media["cfr"])
+    video, wav = strip_audio(media["cfr"], tmp_path, True, 16000)
+    decoded = verify_outputs(info, video, wav, 16000, "cfr.mp4")  # by decoding
+    decodes = []
+    real = ingest.decoded_end_time
+    monkeypatch.setattr(ingest, "decoded_end_time", lambda *a: decodes.append(a) or real(*a))
+    assert verify_outputs(info, video, wav, 16000, "cfr.mp4", packets) == decoded and not decodes
+    changed = tmp_path / "changed.mp4"  # the same packet count, one packet's bytes flipped
+    data = bytearray(video.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    changed.write_bytes(bytes(data))
+    assert verify_outputs(info, changed, wav, 16000, "cfr.mp4", packets) == decoded and len(decodes) == 1
+    cut = tmp_path / "cut.mp4"
+    shutil.copyfile(media["truncated_faststart"], cut)
+    with pytest.raises(MediaError, match="failed verification: the muted video has 20 video packets, the source 150"):
+        verify_outputs(info, cut, None, 16000, "cfr.mp4", packets)
+
+
+def test_a_source_that_fails_probe_after_its_copy_started_costs_only_itself(media, tmp_path, monkeypatch):
+    """ffmpeg writes the muted copy while probe decodes the source; when no frame decodes, the
+    video fails with probe's message, that ffmpeg is stopped and nothing is left."""
+    import av
+    import psutil
+
+    bad = tmp_path / "undecodable.mp4"  # streams and packets intact, every packet's data garbage
+    data = bytearray(media["noaudio"].read_bytes())
+    with av.open(str(media["noaudio"])) as c:
+        for p in c.demux(video=0):
+            if p.size:
+                data[p.pos + 4: p.pos + p.size] = b"\xff" * (p.size - 4)
+    bad.write_bytes(bytes(data))
+    started = []
+    real = ingest.start_strip_audio
+    monkeypatch.setattr(ingest, "start_strip_audio", lambda *a: started.append(real(*a)) or started[-1])
+    with pytest.raises(MediaError, match="undecodable.mp4: no frame of the video stream decodes"):
+        ingest_video(row("u", bad), tmp_path / "v", SETTINGS)
+    assert len(started) == 1 and started[0].returncode is not None  # it ran, and was waited for
+    assert not psutil.Process().children() and not list((tmp_path / "v").iterdir())
 
 
 def test_video_ids_are_limited_in_bytes():

@@ -41,3 +41,43 @@ def test_undecodable_audio_falls_back_to_no_audio(media, tmp_path):
     keeps the video and records no audio, as before."""
     video, wav = strip_audio(media["noaudio"], tmp_path, True, 16000)  # says audio, has none
     assert video.is_file() and wav is None
+
+
+def _sequential_last_frame(path):
+    """Independent reference: every packet from the start, one thread, no seek, no skipping."""
+    import av
+
+    last = None
+    with av.open(str(path)) as c:
+        for packet in c.demux(video=0):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                continue
+            for f in frames:
+                if f.time is not None:
+                    last = f.time if last is None else max(last, f.time)
+    return last
+
+
+def test_skipping_non_reference_frames_keeps_the_full_decodes_last_frame(media, tmp_path):
+    """The last group of pictures decodes without the non-reference frames that cannot be the
+    latest; when the latest frame does not come out that way (here its packet is damaged), the
+    group decodes whole, so the answer is always a full decode's."""
+    import av
+
+    from evoke.media import _decode_tail, decoded_end_time, video_packet_times
+
+    damaged = tmp_path / "damaged_last.mp4"  # cfr.mp4 with the packet of the highest timestamp overwritten
+    with av.open(str(media["cfr"])) as c:
+        top = max((p.pts, p.pos, p.size) for p in c.demux(video=0) if p.size)
+    data = bytearray(media["cfr"].read_bytes())
+    data[top[1] + 8: top[1] + top[2]] = b"\xff" * (top[2] - 8)
+    damaged.write_bytes(bytes(data))
+    for path, proven in ((media["cfr"], True), (media["vfr"], True), (damaged, False)):
+        times, keys, tb = video_packet_times(path)
+        with av.open(str(path)) as c:
+            tail = _decode_tail(c, times[keys][-1], tb, skip_nonref=True)
+        assert tail.skipped and tail.proven is proven, path.name  # both ways are exercised
+        assert decoded_end_time(path, times[keys], tb) == _sequential_last_frame(path), path.name
+    assert tail.last < _sequential_last_frame(damaged)  # the skipping pass alone would have been wrong

@@ -10,14 +10,15 @@ Per video (``ingest_video``), inside ``results/{dataset}/ingest/videos/{video_id
   rename, so a folder that exists under its final name is complete.
 
 One ffmpeg process writes the muted video and the WAV; the probe and the
-verification read the files in-process with PyAV (:func:`evoke.media.probe`).
+verification read the files in-process with PyAV (:func:`evoke.media.probe_packets`).
 
 Each video is built in the shard job's own work folder,
 ``results/{dataset}/ingest/work/{shard}/{video_id}/``, and renamed into place
 once every written file is verified (:func:`verify_outputs`: the muted video
-demuxes to the source's packets and decodes to the same end, the WAV has the
-expected rate, channel and duration; ffmpeg's exit code alone is not proof, it
-exits 0 after a failed trailer write). The work folder belongs to that one
+demuxes to the source's video packets, bytes and timestamps, so it decodes as
+the source did in probe, or, when a muxer rewrote them, decodes to the same
+end; the WAV has the expected rate, channel and duration; ffmpeg's exit code
+alone is not proof, it exits 0 after a failed trailer write). The work folder belongs to that one
 shard job (Snakemake runs one job per shard), so a job clears only its own
 leftovers and never another node's downloads in progress.
 
@@ -42,6 +43,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -53,10 +55,15 @@ from evoke.config import fingerprint
 from evoke.media import (
     EnvironmentFailure,
     MediaError,
+    VideoPackets,
     decoded_end_time,
     environment_message,
+    finish_ffmpeg,
     probe,
+    probe_packets,
     run_ffmpeg,
+    start_ffmpeg,
+    video_packet_digest,
     video_packet_times,
 )
 
@@ -300,8 +307,29 @@ def clip_video(src: Path, dest: Path, start: float | None, end: float | None, na
     return dest
 
 
+def _first_command(src: Path, folder: Path, has_audio: bool, audio_rate: int) -> tuple[list[str], str]:
+    """The ffmpeg arguments :func:`strip_audio` tries first, and what they do (for messages)."""
+    video = folder / "video.mp4"
+    base = ["-fflags", "+genpts", "-i", str(src), "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn",
+            "-movflags", "+faststart", str(video)]
+    if has_audio:
+        return [*base, *_to_wav(audio_rate), str(folder / "audio.wav")], "stream copy and audio extraction"
+    return base, "stream copy to MP4"
+
+
+def _to_wav(audio_rate: int) -> list[str]:
+    return ["-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(audio_rate), "-c:a", "pcm_s16le"]
+
+
+def start_strip_audio(src: Path, folder: Path, has_audio: bool, audio_rate: int) -> subprocess.Popen:
+    """Start :func:`strip_audio`'s first ffmpeg command in the background (pass it as
+    ``started``): ingest runs it while probe reads and decodes the source."""
+    return start_ffmpeg(_first_command(src, folder, has_audio, audio_rate)[0])
+
+
 def strip_audio(
-    src: Path, folder: Path, has_audio: bool, audio_rate: int, name: str | None = None
+    src: Path, folder: Path, has_audio: bool, audio_rate: int, name: str | None = None,
+    started: subprocess.Popen | None = None,
 ) -> tuple[Path, Path | None]:
     """Write the muted video (stream copy) and, when there is audio, a mono WAV.
 
@@ -312,32 +340,39 @@ def strip_audio(
     One ffmpeg process writes both files (one start-up and one read of the
     input instead of two: a process start-up was a third of ingest). Only when
     it fails are they made one at a time, which is where MP4 or MKV and WAV or
-    "no audio" get decided, with the same outcomes as before.
+    "no audio" get decided, with the same outcomes as before. ``started``: that
+    first command, already started by :func:`start_strip_audio` with the same
+    arguments.
     """
     video = folder / "video.mp4"
-    base = ["-fflags", "+genpts", "-i", str(src), "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn"]
-    to_wav = ["-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(audio_rate), "-c:a", "pcm_s16le"]
-    if has_audio:
-        wav = folder / "audio.wav"
-        try:
-            run_ffmpeg([*base, "-movflags", "+faststart", str(video), *to_wav, str(wav)],
-                       "stream copy and audio extraction", src, name)
-            return video, wav
-        except MediaError as exc:
-            log.debug("%s; writing the video and the audio one at a time", exc)
-            video.unlink(missing_ok=True)
-            wav.unlink(missing_ok=True)
+    args, what = _first_command(src, folder, has_audio, audio_rate)
     try:
-        run_ffmpeg([*base, "-movflags", "+faststart", str(video)], "stream copy to MP4", src, name)
-    except MediaError:
-        video.unlink(missing_ok=True)
-        video = folder / "video.mkv"
+        if started is not None:
+            finish_ffmpeg(started, what, src, name)
+        else:
+            run_ffmpeg(args, what, src, name)
+        return video, (folder / "audio.wav") if has_audio else None
+    except MediaError as exc:
+        first_failed = exc
+    video.unlink(missing_ok=True)
+    base = ["-fflags", "+genpts", "-i", str(src), "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn"]
+    if has_audio:
+        log.debug("%s; writing the video and the audio one at a time", first_failed)
+        (folder / "audio.wav").unlink(missing_ok=True)
+        try:
+            run_ffmpeg([*base, "-movflags", "+faststart", str(video)], "stream copy to MP4", src, name)
+        except MediaError:
+            video.unlink(missing_ok=True)
+            video = folder / "video.mkv"
+    else:
+        video = folder / "video.mkv"  # the MP4 copy was the first command
+    if video.suffix == ".mkv":
         run_ffmpeg([*base, str(video)], "stream copy to MKV", src, name)
     wav = None
     if has_audio:
         wav = folder / "audio.wav"
         try:
-            run_ffmpeg(["-i", str(src), *to_wav, str(wav)], "audio extraction", src, name)
+            run_ffmpeg(["-i", str(src), *_to_wav(audio_rate), str(wav)], "audio extraction", src, name)
         except MediaError as exc:
             log.warning("%s; recorded as no audio", exc)
             wav.unlink(missing_ok=True)
@@ -361,7 +396,8 @@ def _wav_params(path: Path) -> tuple[int, int, int, float] | None:
     return ch, width, rate, n / rate
 
 
-def verify_outputs(src_info: dict, video: Path, wav: Path | None, audio_rate: int, name: str) -> dict:
+def verify_outputs(src_info: dict, video: Path, wav: Path | None, audio_rate: int, name: str,
+                   src_packets: VideoPackets | None = None) -> dict:
     """Check what ingest wrote before it is committed; return ``{"decoded_duration_s"}``
     of the muted video.
 
@@ -372,25 +408,30 @@ def verify_outputs(src_info: dict, video: Path, wav: Path | None, audio_rate: in
     ``src_info`` is the source's :func:`~evoke.media.probe`. A mismatch on a full disk raises
     :class:`EnvironmentFailure` (the disk, not the data); otherwise
     :class:`MediaError`.
+
+    With ``src_packets`` (the source's :func:`~evoke.media.probe_packets`), a muted video
+    whose video packets are the source's (bytes, timestamps, keyframe flags, time base and
+    extradata, read by demuxing only) decodes as the source did, to the end probe found,
+    so it is not decoded again. One that differs in any way (a truncated or damaged copy,
+    or a muxer that rewrote the packets or their time base) is checked by decoding, as
+    without ``src_packets``.
     """
     problems = []
     frame_s = 1.0 / src_info["fps_avg"] if src_info.get("fps_avg") else 0.1
     decoded = None
-    try:  # demux and decode with PyAV (no ffprobe process: this runs for every video)
-        times, keys, tb = video_packet_times(video, video.name)
-    except MediaError as exc:
-        times, problems = None, [f"the muted video does not read back: {exc}"]
-    if times is not None:
-        last = decoded_end_time(video, times[keys] if keys.any() else times[:1], tb) if times.size else None
-        if times.size != src_info["n_frames"]:
-            problems.append(f"the muted video has {times.size} video packets, the source {src_info['n_frames']}")
-        if last is None:
-            problems.append("no frame of the muted video decodes")
-        else:
-            decoded = min(last - float(times[0]) + frame_s, src_info["duration_s"])
-            if abs(decoded - src_info["decoded_duration_s"]) > 2 * frame_s + 0.01:
-                problems.append(f"the muted video decodes to {decoded:.3f} s, the source "
-                                f"to {src_info['decoded_duration_s']:.3f} s")
+    same = False
+    if src_packets is not None and src_packets.digest:
+        try:
+            same = video_packet_digest(video, video.name) == (src_packets.count, src_packets.digest)
+        except MediaError:
+            pass  # the checks below say what is wrong
+    if same:  # what decoding it would give: the same frames at the same times
+        decoded = min(src_packets.last_decoded_s - src_packets.first_s + frame_s, src_info["duration_s"])
+    else:
+        decoded, problems = _verify_by_decoding(src_info, video, frame_s)
+    if decoded is not None and abs(decoded - src_info["decoded_duration_s"]) > 2 * frame_s + 0.01:
+        problems.append(f"the muted video decodes to {decoded:.3f} s, the source "
+                        f"to {src_info['decoded_duration_s']:.3f} s")
     if wav is not None:
         got = _wav_params(wav)
         want = src_info.get("audio_duration_s")
@@ -408,6 +449,23 @@ def verify_outputs(src_info: dict, video: Path, wav: Path | None, audio_rate: in
                                      + "; ".join(problems))
         raise MediaError(f"{name}: written files failed verification: " + "; ".join(problems))
     return {"decoded_duration_s": decoded}
+
+
+def _verify_by_decoding(src_info: dict, video: Path, frame_s: float) -> tuple[float | None, list[str]]:
+    """(decoded duration, problems) of the muted video: its packet count against the source's,
+    and the end of its last group of pictures, decoded."""
+    try:  # demux and decode with PyAV (no ffprobe process)
+        times, keys, tb = video_packet_times(video, video.name)
+    except MediaError as exc:
+        return None, [f"the muted video does not read back: {exc}"]
+    problems = []
+    last = decoded_end_time(video, times[keys] if keys.any() else times[:1], tb) if times.size else None
+    if times.size != src_info["n_frames"]:
+        problems.append(f"the muted video has {times.size} video packets, the source {src_info['n_frames']}")
+    if last is None:
+        problems.append("no frame of the muted video decodes")
+        return None, problems
+    return min(last - float(times[0]) + frame_s, src_info["duration_s"]), problems
 
 
 def _local_identity(source: str | None) -> list | None:
@@ -540,9 +598,21 @@ def _build_video(row: dict, tmp: Path, settings: dict, fp: str) -> dict:
         if end is not None and end > length + 0.5:
             log.warning("%s: end_s %g s is past the end of the video (%.2f s); clipped at the end", name, end, length)
         src = clip_video(src, dl / "clip.mp4", start, end, name)
-    info = probe(src, name)
-    video, wav = strip_audio(src, tmp, info["has_audio"], settings["audio_rate"], name)
-    written = verify_outputs(info, video, wav, settings["audio_rate"], name)
+    started = []  # the muted copy and the WAV are written while probe reads and decodes the source
+
+    def start_writing(has_audio: bool) -> None:
+        started.append(start_strip_audio(src, tmp, has_audio, settings["audio_rate"]))
+
+    try:
+        info, packets = probe_packets(src, name, on_streams=start_writing)
+    except BaseException:
+        for proc in started:  # the source is bad (or the job is stopping): its outputs are not wanted
+            proc.kill()
+            proc.communicate()
+        raise
+    video, wav = strip_audio(src, tmp, info["has_audio"], settings["audio_rate"], name,
+                             started[0] if started else None)
+    written = verify_outputs(info, video, wav, settings["audio_rate"], name, packets)
     danmaku = None
     dsrc = _read_danmaku_source(row["danmaku"]) if row.get("danmaku") else ytdlp_danmaku
     if dsrc is not None:

@@ -1,9 +1,12 @@
 """Thin wrappers around the ffmpeg/ffprobe binaries and PyAV's demuxer.
 
-:func:`probe` reads a file in-process with PyAV (the PyAV wheel's FFmpeg);
-the ``ffprobe`` binary runs only when PyAV cannot open a file, so that an
-unreadable file keeps ffprobe's one-line reason. Starting ffprobe cost about
-0.1 s a video, a third of ingest (bench/RESULTS.md).
+:func:`probe` reads a file in-process with PyAV (the PyAV wheel's FFmpeg)
+in one open: the streams, the video packets, and a decode of the last group
+of pictures (for how far the file really decodes). The ``ffprobe`` binary runs
+only when PyAV cannot open a file, so that an unreadable file keeps ffprobe's
+one-line reason. Starting ffprobe cost about 0.1 s a video, a third of ingest
+(bench/RESULTS.md). :func:`probe_packets` adds a digest of the video packets,
+with which ingest checks its muted copy without decoding it again.
 
 Everything here raises :class:`MediaError` with a one-line message that names
 the file and what is wrong with it; stage code records that message as the
@@ -12,13 +15,16 @@ video's failure.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import shutil
+import struct
 import subprocess
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import av
 import numpy as np
@@ -66,13 +72,24 @@ def run_ffmpeg(args: list[str], what: str, path: Path, name: str | None = None) 
     ``name`` is how the file is called in the message (default: its file name). A
     full disk (or quota, or read-only file system) raises :class:`EnvironmentFailure`
     even when ffmpeg exits 0, which it does after failing to write a trailer."""
+    finish_ffmpeg(start_ffmpeg(args), what, path, name)
+
+
+def start_ffmpeg(args: list[str]) -> subprocess.Popen:
+    """:func:`run_ffmpeg`'s process, started and not waited for: :func:`finish_ffmpeg` waits
+    for it and reports as run_ffmpeg does (kill it and wait, when its output is not wanted)."""
     cmd = [require_binary("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-y", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    env = environment_message(proc.stderr)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def finish_ffmpeg(proc: subprocess.Popen, what: str, path: Path, name: str | None = None) -> None:
+    """Wait for a :func:`start_ffmpeg` process; raise as :func:`run_ffmpeg` does."""
+    _, stderr = proc.communicate()
+    env = environment_message(stderr)
     if env:
         raise EnvironmentFailure(f"{name or path.name}: {what}: the disk failed, not the video: {env}")
     if proc.returncode != 0:
-        msg = _last_line(proc.stderr).replace(str(path), name or path.name)
+        msg = _last_line(stderr).replace(str(path), name or path.name)
         raise MediaError(f"{name or path.name}: {what} failed: {msg}")
 
 
@@ -179,11 +196,14 @@ def pyav_streams(container: av.container.InputContainer) -> dict:
     return {"format": fmt, "streams": streams}
 
 
-def _packet_times(container, stream) -> tuple[np.ndarray, np.ndarray, float]:
+def _packet_times(container, stream, digest=None) -> tuple[np.ndarray, np.ndarray, float]:
     tb = float(stream.time_base) if stream.time_base else 0.0
     times, keys = [], []
     for packet in container.demux(stream):
         ts = packet.pts if packet.pts is not None else packet.dts
+        if digest is not None and packet.size:
+            digest.update(_PACKET_HEAD.pack(_tick(packet.pts), _tick(packet.dts), packet.is_keyframe, packet.size))
+            digest.update(packet)
         if ts is None or packet.size == 0:
             continue
         times.append(ts * tb)
@@ -192,14 +212,61 @@ def _packet_times(container, stream) -> tuple[np.ndarray, np.ndarray, float]:
     return np.asarray(times, dtype=np.float64)[order], np.asarray(keys, dtype=bool)[order], tb
 
 
+# a packet's timestamps, keyframe flag and size, ahead of its bytes in a packet digest
+_PACKET_HEAD = struct.Struct("<qq?q")
+_NO_TICK = -(2**63)
+
+
+def _tick(ts: int | None) -> int:
+    return _NO_TICK if ts is None else ts
+
+
+def _digest(stream) -> "hashlib._Hash":
+    """A sha256 that :func:`_packet_times` feeds the video packets to: two streams with equal
+    digests hold the same packets (bytes, pts, dts, keyframe flags), in the same order, with
+    the same time base and codec extradata, so they decode to the same frames at the same times."""
+    cc = stream.codec_context
+    h = hashlib.sha256(f"{stream.time_base} {cc.name if cc else None}\n".encode())
+    extradata = cc.extradata if cc is not None else None
+    h.update(len(extradata or b"").to_bytes(8, "little"))
+    h.update(extradata or b"")
+    return h
+
+
+class VideoPackets(NamedTuple):
+    """What :func:`probe_packets` learns of a video stream besides the probe row: the number of
+    packets with a timestamp, the first one's time (s), the digest of every packet
+    (:func:`_digest`; empty when the last group of pictures did not decode to the end of the
+    file, so that another file of the same packets could decode further), and the time (s) of
+    the last frame that decodes."""
+
+    count: int
+    first_s: float
+    digest: str
+    last_decoded_s: float
+
+
 def video_packet_times(path: Path, name: str | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Presentation times (s) of every video packet, sorted, their keyframe flags, and the time base.
 
     Demuxes without decoding (cheap). Packets without timestamps are skipped.
     """
+    return _scan_file(path, name, False)[:3]
+
+
+def video_packet_digest(path: Path, name: str | None = None) -> tuple[int, str]:
+    """(packets with a timestamp, :func:`_digest` of every packet) of the first video
+    stream, by demuxing only; MediaError when it does not demux."""
+    times, _, _, hexdigest = _scan_file(path, name, True)
+    return times.size, hexdigest
+
+
+def _scan_file(path: Path, name: str | None, digest: bool) -> tuple[np.ndarray, np.ndarray, float, str]:
     try:
         with av.open(str(path)) as container:
-            return _packet_times(container, container.streams.video[0])
+            stream = container.streams.video[0]
+            h = _digest(stream) if digest else None
+            return *_packet_times(container, stream, h), h.hexdigest() if h is not None else ""
     except (av.FFmpegError, IndexError) as exc:
         raise MediaError(f"{name or path.name}: cannot demux video packets: {exc}") from exc
 
@@ -214,31 +281,97 @@ def decoded_end_time(path: Path, key_times: np.ndarray, time_base: float) -> flo
     return _last_decoded(path, key_times, time_base)[0]
 
 
-def _last_decoded(path: Path, key_times: np.ndarray, time_base: float) -> tuple[float | None, int | None]:
-    """:func:`decoded_end_time` and the display rotation (degrees counter-clockwise, as
-    ffprobe reports it) of the frames decoded there; (None, None) when none decodes."""
-    for key in key_times[::-1][:4]:
-        last, rotation = None, None
+# decoders that honour a change of skip_frame from one packet to the next (as in evoke.frames)
+_SKIP_NONREF_CODECS = ("h264", "hevc")
+
+
+def _last_decoded(path: Path, key_times: np.ndarray, time_base: float,
+                  container=None) -> tuple[float | None, int | None, bool]:
+    """:func:`decoded_end_time`, the display rotation (degrees counter-clockwise, as
+    ffprobe reports it) of the frames decoded there, and whether the answer came from
+    the last keyframe on with the demuxer reading to the end (then another file of the
+    same packets gives the same answer); (None, None, False) when nothing decodes.
+
+    ``container``: ``path`` already open (its first video stream not yet decoded), used
+    for the first try instead of opening the file again. H.264 and HEVC first decode
+    without the non-reference frames that cannot be the latest (:func:`_decode_tail`);
+    only when that does not prove its answer is the group decoded whole, so the answer
+    is always the full decode's."""
+    for i, key in enumerate(key_times[::-1][:4]):
+        tail = None
         try:
-            with av.open(str(path)) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"  # frame threads: the same frames (checked on the bad-input corpus)
-                if time_base > 0:
-                    container.seek(int(round(key / time_base)), stream=stream, backward=True)
-                for packet in container.demux(stream):  # the last, empty packet flushes the decoder
-                    try:
-                        frames = packet.decode()
-                    except av.FFmpegError:
-                        continue  # a damaged packet costs only its own frame
-                    for frame in frames:
-                        if frame.time is not None:
-                            last = float(frame.time) if last is None else max(last, float(frame.time))
-                            rotation = frame.rotation
+            if i == 0 and container is not None:
+                tail = _decode_tail(container, key, time_base, skip_nonref=True)
+            else:
+                with av.open(str(path)) as c:
+                    tail = _decode_tail(c, key, time_base, skip_nonref=True)
         except (av.FFmpegError, IndexError):
-            pass  # the file ends in a way the demuxer cannot read past: what decoded counts
-        if last is not None:
-            return last, rotation
-    return None, None
+            pass  # it does not open: try the whole group below
+        if tail is None or (tail.skipped and not tail.proven):
+            tail = None
+            try:
+                with av.open(str(path)) as c:
+                    tail = _decode_tail(c, key, time_base, skip_nonref=False)
+            except (av.FFmpegError, IndexError):
+                pass  # it does not open: nothing decodes from this keyframe
+        if tail is not None and tail.last is not None:
+            return tail.last, tail.rotation, tail.ended and i == 0
+    return None, None, False
+
+
+class _Tail(NamedTuple):
+    last: float | None  # the latest frame time (s)
+    rotation: int | None  # of the last frame out
+    ended: bool  # the demuxer read to the end (the decoder was flushed)
+    skipped: bool  # non-reference frames were skipped
+    proven: bool  # the frame of the highest timestamp fed came out (with skipped: the full decode's answer)
+
+
+def _decode_tail(container, key: float, time_base: float, skip_nonref: bool) -> _Tail:
+    """Decode the first video stream from the keyframe at ``key`` (s) to the end.
+
+    With ``skip_nonref`` (H.264 and HEVC only), a packet whose timestamp is below one
+    already fed is decoded with ``skip_frame = NONREF``: the decoder drops it only if no
+    frame refers to it, and a frame not referred to changes no other frame. The latest
+    frame of a full decode has one of the fed packets' timestamps, at most the highest,
+    and the packet of each new highest timestamp is decoded in full; so when that frame
+    comes out and the demuxer read to the end (``proven``), the answer is the full
+    decode's. That pass also skips the deblocking filter (``skip_loop_filter``): it
+    changes pixels only, never which frames come out or their times (about a fifth
+    less decoding). Otherwise (a damaged or cut end: which frames are still inside the
+    decoder's threads when the demuxer fails depends on what was skipped) the caller
+    decodes the group whole.
+    """
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame threads: the same frames (checked on the bad-input corpus)
+    cc = stream.codec_context
+    skip_nonref = skip_nonref and cc.name in _SKIP_NONREF_CODECS
+    if skip_nonref:  # nor deblock: no frame's time or decoding depends on it, and this pass is checked
+        cc.options = {**cc.options, "skip_loop_filter": "all"}
+    if time_base > 0:
+        container.seek(int(round(key / time_base)), stream=stream, backward=True)
+    last, rotation, top, ended = None, None, None, False
+    try:
+        for packet in container.demux(stream):  # the last, empty packet flushes the decoder
+            if skip_nonref:
+                below = packet.pts is not None and top is not None and packet.pts < top
+                cc.skip_frame = "NONREF" if below else "DEFAULT"
+                if packet.pts is not None and not below:
+                    top = packet.pts
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                continue  # a damaged packet costs only its own frame
+            for frame in frames:
+                if frame.time is not None:
+                    last = float(frame.time) if last is None else max(last, float(frame.time))
+                    rotation = frame.rotation
+        ended = True
+    except (av.FFmpegError, IndexError):
+        pass  # the file ends in a way the demuxer cannot read past: what decoded counts
+    tb = stream.time_base
+    top_s = float(top) * tb.numerator / tb.denominator if top is not None and tb else None  # as frame.time
+    return _Tail(last, rotation, ended, skip_nonref, ended and last is not None and last == top_s)
 
 
 def is_variable_rate(times: np.ndarray, time_base: float) -> bool:
@@ -266,17 +399,32 @@ def probe(path: Path, name: str | None = None, via_ffprobe: bool = False) -> dic
     rotation), ``video_codec, audio_codec, audio_channels, audio_sample_rate,
     has_audio, container, size_bytes, keyframe_interval_s, audio_duration_s``.
 
-    Reads the file in-process with PyAV. Only when PyAV cannot open it (or
-    ``via_ffprobe``) does the ``ffprobe`` binary describe the streams (its
-    message names what is wrong; if it can read the file after all, the packet
-    scan decides).
+    Reads the file in-process with PyAV, in one open: the streams, the packet
+    scan, and the decode of the last group of pictures. Only when PyAV cannot
+    open it (or ``via_ffprobe``) does the ``ffprobe`` binary describe the
+    streams (its message names what is wrong; if it can read the file after
+    all, the packet scan decides).
 
     Raises MediaError for empty files, files that are not media and files
     without a video stream.
     """
+    return _probe(path, name, via_ffprobe, digest=False)[0]
+
+
+def probe_packets(path: Path, name: str | None = None,
+                  on_streams: Callable[[bool], None] | None = None) -> tuple[dict, VideoPackets]:
+    """:func:`probe`'s row and, from the same reading of the file, :class:`VideoPackets`
+    (with the digest of every video packet, which :func:`probe` does not compute).
+
+    ``on_streams(has_audio)`` is called once the file is known to have a video stream,
+    before its packets are read (ingest starts writing its outputs then)."""
+    return _probe(path, name, False, digest=True, on_streams=on_streams)
+
+
+def _probe(path: Path, name: str | None, via_ffprobe: bool, digest: bool,
+           on_streams: Callable[[bool], None] | None = None) -> tuple[dict, VideoPackets]:
     name = name or path.name
     _check_file(path, name)
-    scan: tuple | MediaError | None = None  # the video packet scan, done while the file is open
     container = None
     try:
         if not via_ffprobe:
@@ -284,15 +432,16 @@ def probe(path: Path, name: str | None = None, via_ffprobe: bool = False) -> dic
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         log.info("%s: PyAV cannot open it (%s); asking ffprobe", name, exc)
     if container is None:
-        info, from_ffprobe = ffprobe(path, name), True
-    else:
-        with container:
-            info, from_ffprobe = pyav_streams(container), False
-            if container.streams.video:
-                try:
-                    scan = _packet_times(container, container.streams.video[0])
-                except av.FFmpegError as exc:
-                    scan = MediaError(f"{name}: cannot demux video packets: {exc}")
+        return _describe(path, name, ffprobe(path, name), None, digest, on_streams)
+    with container:
+        return _describe(path, name, pyav_streams(container), container, digest, on_streams)
+
+
+def _describe(path: Path, name: str, info: dict, container, digest: bool,
+              on_streams: Callable[[bool], None] | None) -> tuple[dict, VideoPackets]:
+    """:func:`_probe` from the stream description ``info``: ffprobe's JSON when ``container``
+    is None, else :func:`pyav_streams` of the open ``container``, which the packet scan and
+    the decode then read too."""
     streams = info.get("streams", [])
     fmt = info.get("format", {})
     video = [
@@ -304,9 +453,18 @@ def probe(path: Path, name: str | None = None, via_ffprobe: bool = False) -> dic
         raise MediaError(f"{name}: no video stream (streams: {', '.join(kinds)})")
     v = video[0]
     audio = [s for s in streams if s.get("codec_type") == "audio"]
-    if isinstance(scan, MediaError):
-        raise scan
-    times, keys, tb = scan if scan is not None else video_packet_times(path, name)
+    if on_streams is not None:
+        on_streams(bool(audio))
+    if container is None:
+        times, keys, tb, hexdigest = _scan_file(path, name, digest)
+    else:
+        stream = container.streams.video[0]
+        h = _digest(stream) if digest else None
+        try:
+            times, keys, tb = _packet_times(container, stream, h)
+        except av.FFmpegError as exc:
+            raise MediaError(f"{name}: cannot demux video packets: {exc}") from exc
+        hexdigest = h.hexdigest() if h is not None else ""
     if times.size == 0:
         raise MediaError(f"{name}: the video stream has no frames")
     avg = _rate(v.get("avg_frame_rate")) or _rate(v.get("r_frame_rate"))
@@ -320,19 +478,20 @@ def probe(path: Path, name: str | None = None, via_ffprobe: bool = False) -> dic
         measured = (times.size - 1) / span if span > 0 else None
         avg = measured or avg
     key_times = times[keys]
-    last_decoded, frame_rotation = _last_decoded(path, key_times if key_times.size else times[:1], tb)
+    last_decoded, frame_rotation, ended = _last_decoded(path, key_times if key_times.size else times[:1], tb,
+                                                        container)
     if last_decoded is None:
         raise MediaError(f"{name}: no frame of the video stream decodes")
     frame_s = 1.0 / avg if avg else last_frame
     decoded_duration = max(last_decoded - float(times[0]) + frame_s, 0.0)
     # ffprobe's JSON has the stream's display matrix; PyAV gives it on each decoded frame
-    rotation = stream_rotation(v) if from_ffprobe else \
+    rotation = stream_rotation(v) if container is None else \
         clockwise_rotation(-frame_rotation if frame_rotation else None)
     width, height = int(v.get("width") or 0), int(v.get("height") or 0)
     if width <= 0 or height <= 0:
         raise MediaError(f"{name}: the video stream has no picture size")
     swap = rotation in (90, 270)
-    return {
+    row = {
         "duration_s": float(duration),
         "decoded_duration_s": float(min(decoded_duration, duration)) if duration else decoded_duration,
         "fps_avg": float(avg) if avg else None,
@@ -354,3 +513,4 @@ def probe(path: Path, name: str | None = None, via_ffprobe: bool = False) -> dic
         "size_bytes": int(path.stat().st_size),
         "keyframe_interval_s": float(np.mean(np.diff(key_times))) if key_times.size > 1 else None,
     }
+    return row, VideoPackets(int(times.size), float(times[0]), hexdigest if ended else "", last_decoded)
