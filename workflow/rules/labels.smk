@@ -309,9 +309,31 @@ LABEL_TARGETS = list(dict.fromkeys([str(p) for p in LABEL_TARGETS]
                                    + [f"{D}/labels/{name}.parquet" for name in sorted(LABEL_TABLES)]))
 
 
+# What the label builders of LABEL_TARGETS read besides the annotations, and the danmaku
+# chain's intermediate files: the labels target lists them, and the train and report targets
+# list the part their tables need (label_upstream), so the plain command finishes an
+# interrupted --forcerun of ingest_shard, a label builder or danmaku_train (see target_files).
+LABEL_UPSTREAM = {}
+if DANMAKU_CORPUS and "danmaku_seconds" not in LABEL_TABLES:
+    LABEL_UPSTREAM[f"{D}/labels/danmaku_seconds.parquet"] = [
+        *rules.ingest.input,
+        *rules.danmaku_parse.output,
+        *rules.danmaku_train.output,
+        *rules.danmaku_classify.output,
+    ]
+if VCE_RESPONSES and SAMPLE_PREDICTIONS:  # a train run's predictions, and its features' files
+    LABEL_UPSTREAM[f"{D}/labels/v2v_sample.parquet"] = [f"{D}/{SAMPLE_PREDICTIONS}"] + (
+        [] if "/labels/" in f"/{SAMPLE_PREDICTIONS}" else list(rules.features.input))
+
+
+def label_upstream(tables):
+    """The upstream files (LABEL_UPSTREAM) of the label tables ``tables``."""
+    return list(dict.fromkeys(f for t in tables for f in LABEL_UPSTREAM.get(str(t), [])))
+
+
 rule labels:
     input:
-        LABEL_TARGETS,
+        target_files(LABEL_TARGETS, label_upstream(LABEL_TARGETS)),
 
 
 localrules:
