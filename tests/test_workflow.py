@@ -88,6 +88,24 @@ def test_ingest_target_then_frames_then_nothing_to_do(workdir):
     assert "frames_shard" in forced and "ingest_shard" not in forced and "features_shard" not in forced
 
 
+def test_eev_labels_drop_reactions_past_the_ingested_videos_end(workdir):
+    """labels_eev reads the ingest probe table: a time at or past the video's probed duration
+    (cfr 6 s, noaudio 5 s) is dropped and counted; a video ingest could not probe has no bound."""
+    expressions = ["amusement", "anger", "awe", "concentration", "confusion", "contempt", "contentment",
+                   "disappointment", "doubt", "elation", "interest", "pain", "sadness", "surprise", "triumph"]
+    samples = [("cfr", 0.5), ("cfr", 5.5), ("cfr", 6.0), ("cfr", 7.0), ("cfr", 360_000.0),
+               ("noaudio", 0.5), ("noaudio", 5.0), ("text", 100.0)]
+    (workdir / "eev.csv").write_text(
+        "Video ID,Timestamp (microseconds)," + ",".join(expressions) + "\n"
+        + "".join(f"{v},{round(t * 1e6)}," + ",".join(["0.7"] * 15) + "\n" for v, t in samples))
+    snakemake(workdir, "labels", "--config", f"labels={{eev: {{csv: {workdir / 'eev.csv'}}}}}")
+    res = workdir / "results" / "tiny"
+    last = dict(pl.read_parquet(res / "labels" / "eev.parquet").group_by("video_id").agg(
+        pl.col("time_s").max()).iter_rows())
+    assert last == {"cfr": 5.0, "noaudio": 0.0, "text": 100.0}  # the last sample's second
+    assert "4 after_video_end" in (res / "logs" / "labels" / "eev.log").read_text()
+
+
 def test_failures_are_complete_under_the_features_target(media, tmp_path):
     """No ingest target run: the dataset's failures table still lists the videos ingest lost."""
     (tmp_path / "manifest.csv").write_text(

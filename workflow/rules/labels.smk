@@ -160,6 +160,9 @@ rule labels_eev:
     input:
         csv=EEV_CSV or [],
         videos=config["manifest"],
+        # the ingested videos' durations: a reaction time at or past its video's end is dropped
+        # (counted as after_video_end); a video ingest could not probe has no bound
+        probe=f"{D}/ingest/probe.parquet",
     output:
         f"{D}/labels/eev.parquet",
     log:
@@ -174,7 +177,7 @@ rule labels_eev:
             stride=LABELS.get("eev", "stride_s", 1.0),
         ),
     shell:
-        "{EVOKE} labels eev --csv {input.csv:q} --videos {input.videos:q}"
+        "{EVOKE} labels eev --csv {input.csv:q} --videos {input.videos:q} --probe {input.probe:q}"
         " {params.flags} --out {output:q} > {log:q} 2>&1"
 
 
@@ -314,6 +317,8 @@ LABEL_TARGETS = list(dict.fromkeys([str(p) for p in LABEL_TARGETS]
 # list the part their tables need (label_upstream), so the plain command finishes an
 # interrupted --forcerun of ingest_shard, a label builder or danmaku_train (see target_files).
 LABEL_UPSTREAM = {}
+if EEV_CSV and "eev" not in LABEL_TABLES:
+    LABEL_UPSTREAM[f"{D}/labels/eev.parquet"] = list(rules.ingest.input)  # the probe's durations
 if DANMAKU_CORPUS and "danmaku_seconds" not in LABEL_TABLES:
     LABEL_UPSTREAM[f"{D}/labels/danmaku_seconds.parquet"] = [
         *rules.ingest.input,
