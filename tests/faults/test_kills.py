@@ -295,16 +295,26 @@ PLANNED = {"ingest": {"ingest"}, "frames": {"ingest", "frames"}, "features": {"i
            "all": set(REMOVED)}
 
 
-def planned_outputs(text: str) -> set[str]:
-    """Every output file of the jobs a dry run plans."""
-    return {f.strip() for line in text.splitlines() if line.strip().startswith("output:")
-            for f in line.strip()[len("output:"):].split(",")}
+def planned_jobs(text: str) -> dict[str, tuple[set[str], set[str]]]:
+    """``{rule: (input files, output files)}`` of the jobs a dry run plans (a rule's jobs merged)."""
+    jobs: dict[str, tuple[set[str], set[str]]] = {}
+    rule = None
+    for line in text.splitlines():
+        words = line.strip().split(maxsplit=1)
+        if line[:1] not in (" ", "") and words and words[0] in ("rule", "localrule") and line.endswith(":"):
+            rule = words[1][:-1]
+            jobs.setdefault(rule, (set(), set()))
+        elif rule and len(words) == 2 and words[0] in ("input:", "output:"):
+            jobs[rule][words[0] == "output:"].update(f.strip() for f in words[1].split(","))
+    return jobs
 
 
 def test_every_target_rebuilds_the_files_an_interrupted_forcerun_removed(project):
     """A killed `--forcerun` removed a job's outputs while the next stage's, and the merges', are
     still newer; Snakemake rebuilds a missing file only when a target asks for it, so every
-    user-facing target must ask for its stage's files and those of the stages before it."""
+    user-facing target must ask for its stage's files and those of the stages before it. The
+    report and predict jobs also wait for the tables they read (the VCE labels for the report's
+    plots, the probe table for the predictions' splits)."""
     ref = project / "reference"
     if not (ref / "results" / "k" / "features" / "index.parquet").exists():
         pytest.skip("needs the reference run of the kill test")
@@ -318,14 +328,18 @@ def test_every_target_rebuilds_the_files_an_interrupted_forcerun_removed(project
     # a model of this dataset's train/ for the predict target (the reference configures none)
     model = ("--config", "predict={models: [results/k/train/vce/linear/colour+motion]}")
 
-    def planned(target: str) -> tuple[str, set[str]]:
+    def planned(target: str) -> tuple[str, dict]:
         dry = subprocess.run(
             [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "2", "-n",
              target, *(model if target in ("predict", "all") else ())], capture_output=True, text=True, timeout=300)
         assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
-        outputs = planned_outputs(dry.stdout)
-        return target, {stage for stage, rel in REMOVED.items() if f"results/k/{rel}" in outputs}
+        return target, planned_jobs(dry.stdout)
 
     with ThreadPoolExecutor(2) as pool:  # dry runs only read the folder: two at a time
-        got = dict(pool.map(planned, PLANNED))
+        jobs = dict(pool.map(planned, PLANNED))
+    got = {target: {stage for stage, rel in REMOVED.items()
+                    if any(f"results/k/{rel}" in outputs for _, outputs in plan.values())}
+           for target, plan in jobs.items()}
     assert got == PLANNED
+    assert "results/k/labels/vce.parquet" in jobs["report"]["report_build"][0]
+    assert "results/k/ingest/probe.parquet" in jobs["predict"]["predict_model"][0]

@@ -232,6 +232,8 @@ rule danmaku_parse:
 rule danmaku_train:
     input:
         corpus=DANMAKU_CORPUS or [],
+        # head bert's local BERT folder, file by file: params carry only its path
+        pretrained=LABELS.pretrained_files("danmaku"),
     output:
         directory(f"{D}/labels/danmaku/model"),
     log:
