@@ -314,7 +314,8 @@ def test_every_target_rebuilds_the_files_an_interrupted_forcerun_removed(project
     still newer; Snakemake rebuilds a missing file only when a target asks for it, so every
     user-facing target must ask for its stage's files and those of the stages before it. The
     report and predict jobs also wait for the tables they read (the VCE labels for the report's
-    plots, the probe table for the predictions' splits)."""
+    plots, the probe table for the predictions' splits, a viewer_valence model's subtitle words;
+    a head on a pre-built table for its splits)."""
     ref = project / "reference"
     if not (ref / "results" / "k" / "features" / "index.parquet").exists():
         pytest.skip("needs the reference run of the kill test")
@@ -325,13 +326,18 @@ def test_every_target_rebuilds_the_files_an_interrupted_forcerun_removed(project
         (res / rel).unlink()
         if rel.endswith(".h5"):
             (res / rel.replace(".h5", ".status.parquet")).unlink()
-    # a model of this dataset's train/ for the predict target (the reference configures none)
-    model = ("--config", "predict={models: [results/k/train/vce/linear/colour+motion]}")
+    # models of this dataset's train/ for the predict target (the reference configures none), one
+    # that reads subtitle words; a head on a pre-built VCE table, whose split may come from the probe
+    models = ("--config", "predict={models: [results/k/train/vce/linear/colour+motion, "
+              "results/k/train/viewer_valence/linear/colour+motion]}")
+    extra = {"predict": models, "all": models,
+             "train": ("results/k/train/v2v_from_emotions/linear/labels/metrics.json", "--config",
+                       f"labels={{tables: {{vce: {ref / 'results' / 'k' / 'labels' / 'vce.parquet'}}}}}")}
 
     def planned(target: str) -> tuple[str, dict]:
         dry = subprocess.run(
             [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "2", "-n",
-             target, *(model if target in ("predict", "all") else ())], capture_output=True, text=True, timeout=300)
+             target, *extra.get(target, ())], capture_output=True, text=True, timeout=300)
         assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
         return target, planned_jobs(dry.stdout)
 
@@ -342,4 +348,6 @@ def test_every_target_rebuilds_the_files_an_interrupted_forcerun_removed(project
            for target, plan in jobs.items()}
     assert got == PLANNED
     assert "results/k/labels/vce.parquet" in jobs["report"]["report_build"][0]
-    assert "results/k/ingest/probe.parquet" in jobs["predict"]["predict_model"][0]
+    assert {"results/k/ingest/probe.parquet", "results/k/labels/viewer_valence_segments.parquet"} <= \
+        jobs["predict"]["predict_model"][0]
+    assert "results/k/ingest/probe.parquet" in jobs["train"]["train_head"][0]
