@@ -185,7 +185,9 @@ rule labels_viewers:
     input:
         ratings=VIEWER_RATINGS or [],
         subtitles=VIEWER_SUBTITLES,
-        videos=config["manifest"],
+        # the ingest probe table as the video list: ids, splits and each video's probed duration,
+        # past which a rating's time is dropped (counted as impossible_timestamp)
+        videos=f"{D}/ingest/probe.parquet",
     output:
         table=f"{D}/labels/viewer_valence.parquet",
         segments=f"{D}/labels/viewer_valence_segments.parquet",
@@ -321,6 +323,9 @@ LABEL_TARGETS = list(dict.fromkeys([str(p) for p in LABEL_TARGETS]
 LABEL_UPSTREAM = {}
 if EEV_CSV and "eev" not in LABEL_TABLES:
     LABEL_UPSTREAM[f"{D}/labels/eev.parquet"] = list(rules.ingest.input)  # the probe's durations
+if VIEWER_RATINGS and "viewer_valence" not in LABEL_TABLES:
+    for _table in rules.labels_viewers.output:
+        LABEL_UPSTREAM[str(_table)] = list(rules.ingest.input)
 if DANMAKU_CORPUS and "danmaku_seconds" not in LABEL_TABLES:
     LABEL_UPSTREAM[f"{D}/labels/danmaku_seconds.parquet"] = [
         *rules.ingest.input,
