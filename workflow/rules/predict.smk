@@ -36,7 +36,7 @@ def model_inputs(key):
 def predict_target_files():
     """Every file the predict jobs read and the stages' files behind them: the features'
     (rule features), and a model trained in this dataset's train/ its run's inputs, so the
-    plain command finishes an interrupted --forcerun of an earlier stage (see rule frames)."""
+    plain command finishes an interrupted --forcerun of an earlier stage (see target_files)."""
     files = []
     for key, run in PREDICT_MODELS.items():
         inputs = model_inputs(key)
