@@ -60,10 +60,12 @@ include: "workflow/rules/predict.smk"
 
 rule all:
     input:
-        rules.ingest.input,
-        rules.frames.input,
-        rules.features.input,
-        rules.labels.input,
-        rules.report.input if train_outputs() else [],
-        rules.predict.input,
+        target_files(
+            rules.ingest.input,
+            rules.frames.input,
+            rules.features.input,
+            rules.labels.input,
+            rules.report.input if train_outputs() else [],
+            rules.predict.input,
+        ),
     default_target: True

@@ -79,13 +79,42 @@ def test_ingest_target_then_frames_then_nothing_to_do(workdir):
     assert ["frames", "4/4", "videos;", "4", "ok;", "0", "failed;", "shards", "3/3", "done"] in lines, status
     assert ["features", "motion", "4/4", "videos;", "4", "ok;", "0", "failed;", "shards", "3/3", "done"] in lines
     # a per-shard features file gone (an interrupted --forcerun): the plain command rebuilds it
+    # (what every target plans then: tests/faults/test_kills.py, dry runs)
     (res / "features" / "colour" / "s00001.h5").unlink()
-    dry = snakemake(workdir, "-n", "features")
-    assert "features_shard" in dry.stdout and "Nothing to be done" not in dry.stdout
     snakemake(workdir, "features")
+    assert (res / "features" / "colour" / "s00001.h5").is_file()
     # README's form: the target before --forcerun plans the frames and what needs them, not ingest
     forced = snakemake(workdir, "-n", "frames", "--forcerun", "frames_shard").stdout
     assert "frames_shard" in forced and "ingest_shard" not in forced and "features_shard" not in forced
+
+
+def test_eev_and_viewer_labels_drop_times_past_the_ingested_videos_end(workdir):
+    """labels_eev and labels_viewers read the ingest probe table: a time at or past the video's
+    probed duration (cfr 6 s, noaudio 5 s) is dropped and counted; a video ingest could not probe
+    has no bound."""
+    expressions = ["amusement", "anger", "awe", "concentration", "confusion", "contempt", "contentment",
+                   "disappointment", "doubt", "elation", "interest", "pain", "sadness", "surprise", "triumph"]
+    samples = [("cfr", 0.5), ("cfr", 5.5), ("cfr", 6.0), ("cfr", 7.0), ("cfr", 360_000.0),
+               ("noaudio", 0.5), ("noaudio", 5.0), ("text", 100.0)]
+    (workdir / "eev.csv").write_text(
+        "Video ID,Timestamp (microseconds)," + ",".join(expressions) + "\n"
+        + "".join(f"{v},{round(t * 1e6)}," + ",".join(["0.7"] * 15) + "\n" for v, t in samples))
+    (workdir / "ratings.csv").write_text(
+        "video_id,viewer_id,time_s,valence\n"
+        + "".join(f"{v},a,{t},0.5\n" for v, t in samples if t != 6.0))
+    labels = f"labels={{eev: {{csv: {workdir / 'eev.csv'}}}, viewers: {{ratings: [{workdir / 'ratings.csv'}]}}}}"
+    snakemake(workdir, "labels", "--config", labels)
+    res = workdir / "results" / "tiny"
+
+    def last_second(table):
+        return dict(pl.read_parquet(res / "labels" / table).group_by("video_id").agg(
+            pl.col("time_s").max()).iter_rows())
+
+    assert last_second("eev.parquet") == {"cfr": 5.0, "noaudio": 0.0, "text": 100.0}  # the last sample's second
+    assert "4 after_video_end" in (res / "logs" / "labels" / "eev.log").read_text()
+    # the viewers builder drops only times past the duration: noaudio's 5.0 s is kept
+    assert last_second("viewer_valence.parquet") == {"cfr": 5.0, "noaudio": 5.0, "text": 100.0}
+    assert "2 impossible_timestamp" in (res / "logs" / "labels" / "viewer_valence.log").read_text()
 
 
 def test_failures_are_complete_under_the_features_target(media, tmp_path):
@@ -101,7 +130,8 @@ def test_failures_are_complete_under_the_features_target(media, tmp_path):
 
 
 def test_a_frames_setting_reruns_frames_not_ingest(workdir):
-    snakemake(workdir, "frames")
+    if not (workdir / "results" / "tiny" / "frames" / "index.parquet").exists():  # run alone
+        snakemake(workdir, "frames")
     # a nested --config value is typed by the schema and merged into the block
     dry = snakemake(workdir, "-n", "--config", "frames={rate_hz: 2.0}")
     out = dry.stdout + dry.stderr

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -58,7 +59,7 @@ FORCED_FROM = {"frames": 2, "train": 0}
 # of later stages run beside the killed stage's): the forced rerun is killed instead, and the
 # plain command must then redo it (an interrupted --forcerun: the killed job's outputs are
 # gone while the next stage's are still there, and only a target that lists them gets them
-# rebuilt: rules frames, features and train do)
+# rebuilt: every target lists its stage's files and those of the stages it reads)
 FORCE = {"ingest": ("ingest_shard",), "frames": ("frames_shard",),
          "features": ("features_shard", "features_shard_gpu"),
          "labels": ("labels_vce", "labels_v2v_votes", "labels_eev", "labels_viewers", "danmaku_train"),
@@ -282,31 +283,71 @@ def test_batch_size_device_and_an_unrelated_weights_path_rerun_nothing(project):
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:] + dry.stderr[-3000:]
 
 
-def test_a_stage_target_rebuilds_the_shard_files_an_interrupted_forcerun_removed(project):
-    """A killed `--forcerun frames_shard` (or features_shard) removed a shard's outputs while
-    the next stage's, and the merges', are still newer: the stage targets must ask for them."""
+# one file of each stage that an interrupted `--forcerun` of its rule removed, and the user-facing
+# targets that must plan it again (every target asks for its own stage's files and those of the
+# stages it reads: the labels builders read the probe table, the heads read vce only)
+REMOVED = {"ingest": "ingest/shards/s00000.parquet", "frames": "frames/s00001.h5",
+           "features": "features/colour/s00002.h5", "labels": "labels/vce.parquet",
+           "danmaku": "labels/danmaku/scored.parquet"}
+PLANNED = {"ingest": {"ingest"}, "frames": {"ingest", "frames"}, "features": {"ingest", "frames", "features"},
+           "labels": {"ingest", "labels", "danmaku"}, "train": {"ingest", "frames", "features", "labels"},
+           "report": {"ingest", "frames", "features", "labels"}, "predict": {"ingest", "frames", "features", "labels"},
+           "all": set(REMOVED)}
+
+
+def planned_jobs(text: str) -> dict[str, tuple[set[str], set[str]]]:
+    """``{rule: (input files, output files)}`` of the jobs a dry run plans (a rule's jobs merged)."""
+    jobs: dict[str, tuple[set[str], set[str]]] = {}
+    rule = None
+    for line in text.splitlines():
+        words = line.strip().split(maxsplit=1)
+        if line[:1] not in (" ", "") and words and words[0] in ("rule", "localrule") and line.endswith(":"):
+            rule = words[1][:-1]
+            jobs.setdefault(rule, (set(), set()))
+        elif rule and len(words) == 2 and words[0] in ("input:", "output:"):
+            jobs[rule][words[0] == "output:"].update(f.strip() for f in words[1].split(","))
+    return jobs
+
+
+def test_every_target_rebuilds_the_files_an_interrupted_forcerun_removed(project):
+    """A killed `--forcerun` removed a job's outputs while the next stage's, and the merges', are
+    still newer; Snakemake rebuilds a missing file only when a target asks for it, so every
+    user-facing target must ask for its stage's files and those of the stages before it. The
+    report and predict jobs also wait for the tables they read (the VCE labels for the report's
+    plots, the probe table for the predictions' splits, a viewer_valence model's subtitle words;
+    a head on a pre-built table for its splits)."""
     ref = project / "reference"
     if not (ref / "results" / "k" / "features" / "index.parquet").exists():
         pytest.skip("needs the reference run of the kill test")
     work = project / "forced"
     shutil.copytree(ref, work, symlinks=True)
+    res = work / "results" / "k"
+    for rel in REMOVED.values():  # what Snakemake does when the forced job starts; then the kill
+        (res / rel).unlink()
+        if rel.endswith(".h5"):
+            (res / rel.replace(".h5", ".status.parquet")).unlink()
+    # models of this dataset's train/ for the predict target (the reference configures none), one
+    # that reads subtitle words; a head on a pre-built VCE table, whose split may come from the probe
+    models = ("--config", "predict={models: [results/k/train/vce/linear/colour+motion, "
+              "results/k/train/viewer_valence/linear/colour+motion]}")
+    extra = {"predict": models, "all": models,
+             "train": ("results/k/train/v2v_from_emotions/linear/labels/metrics.json", "--config",
+                       f"labels={{tables: {{vce: {ref / 'results' / 'k' / 'labels' / 'vce.parquet'}}}}}")}
 
-    def planned(*targets: str) -> str:
+    def planned(target: str) -> tuple[str, dict]:
         dry = subprocess.run(
             [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "2", "-n",
-             *targets], capture_output=True, text=True, timeout=300)
+             target, *extra.get(target, ())], capture_output=True, text=True, timeout=300)
         assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
-        return dry.stdout + dry.stderr
+        return target, planned_jobs(dry.stdout)
 
-    frames = work / "results" / "k" / "frames"
-    for p in (frames / "s00001.h5", frames / "s00001.status.parquet"):
-        p.unlink()  # what Snakemake does when the forced job starts; then the kill
-    for targets in (TARGETS, ("frames",)):  # TARGETS holds features (train: checked below)
-        assert "frames_shard " in planned(*targets), targets
-    for p in (frames / "s00001.h5", frames / "s00001.status.parquet"):
-        shutil.copy2(ref / p.relative_to(work), p)  # back as they were, mtimes too
-    colour = work / "results" / "k" / "features" / "colour"
-    for p in (colour / "s00002.h5", colour / "s00002.status.parquet"):
-        p.unlink()
-    out = planned("train")
-    assert "features_shard " in out and "frames_shard " not in out, out
+    with ThreadPoolExecutor(2) as pool:  # dry runs only read the folder: two at a time
+        jobs = dict(pool.map(planned, PLANNED))
+    got = {target: {stage for stage, rel in REMOVED.items()
+                    if any(f"results/k/{rel}" in outputs for _, outputs in plan.values())}
+           for target, plan in jobs.items()}
+    assert got == PLANNED
+    assert "results/k/labels/vce.parquet" in jobs["report"]["report_build"][0]
+    assert {"results/k/ingest/probe.parquet", "results/k/labels/viewer_valence_segments.parquet"} <= \
+        jobs["predict"]["predict_model"][0]
+    assert "results/k/ingest/probe.parquet" in jobs["train"]["train_head"][0]

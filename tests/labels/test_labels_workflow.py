@@ -35,6 +35,15 @@ def test_label_settings():
     assert s.get("vce", "audio", "keep") == "keep"
 
 
+def test_pretrained_files_only_for_the_bert_head_on_a_local_folder(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    bert = {"head": "bert", "pretrained": str(tmp_path)}
+    assert LabelSettings({"danmaku": bert}).pretrained_files("danmaku") == [str(tmp_path / "config.json")]
+    assert LabelSettings({"danmaku": {**bert, "head": "light"}}).pretrained_files("danmaku") == []
+    assert LabelSettings({"danmaku": {**bert, "pretrained": "hfl/chinese-bert-wwm-ext"}}).pretrained_files(
+        "danmaku") == []
+
+
 def test_dry_run_of_the_labels_target(tmp_path):
     if not (DEMO_ANNOTATIONS / "vce_responses.csv").is_file():
         pytest.skip("demo not built")
@@ -44,6 +53,12 @@ def test_dry_run_of_the_labels_target(tmp_path):
     from evoke.demo import demo_config
 
     cfg = merge(yaml.safe_load((REPO / "config.yaml").read_text()), demo_config(REPO / "data" / "demo"))
+    # head bert with a local folder: its files are danmaku_train's inputs (not only a path in params)
+    bert = tmp_path / "bert"
+    (bert / "sub").mkdir(parents=True)
+    for name in ("config.json", "sub/model.safetensors"):
+        (bert / name).write_text("{}")
+    cfg["labels"]["danmaku"] = {**cfg["labels"].get("danmaku", {}), "head": "bert", "pretrained": str(bert)}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     rules = REPO / "workflow" / "rules"
     (tmp_path / "Snakefile").write_text(
@@ -60,3 +75,8 @@ def test_dry_run_of_the_labels_target(tmp_path):
     for rule in ("labels_vce", "labels_v2v_votes", "labels_v2v_lists", "labels_v2v_sample", "labels_eev",
                  "labels_viewers", "danmaku_parse", "danmaku_train", "danmaku_classify", "danmaku_windows"):
         assert rule in r.stdout, (rule, r.stdout)
+    inputs = {block.split(":\n", 1)[0].split()[-1]: block.split("input: ", 1)[1].split("\n", 1)[0].split(", ")
+              for block in r.stdout.split("rule ")[1:] if "input: " in block.split("output:", 1)[0]}
+    assert {str(bert / "config.json"), str(bert / "sub" / "model.safetensors")} <= set(inputs["danmaku_train"])
+    # the EEV builder bounds times by the ingested videos' durations
+    assert "results/demo/ingest/probe.parquet" in inputs["labels_eev"]

@@ -139,6 +139,15 @@ def shard_files(pattern):
     return expand(pattern, shard=sorted(SHARDS))
 
 
+def target_files(*groups):
+    """A target rule's input: the files of ``groups`` (lists, other targets' inputs), each once.
+    Every user-facing target lists its own stage's files and those of the stages it reads, not
+    only the merged tables: after an interrupted --forcerun, the killed job's outputs are gone
+    while the merges and later stages are still newer, and Snakemake rebuilds a missing file
+    only when a target asks for it."""
+    return list(dict.fromkeys(str(f) for group in groups for f in group))
+
+
 # Runs on this results folder: onstart records the Snakemake process (host, PID) in
 # {D}/.runs/, onsuccess/onerror remove it. A record whose process died on this host is a
 # killed run: its Snakemake locks are removed here, while parsing (what --unlock does), so

@@ -60,8 +60,11 @@ rule features_merge:
 
 rule features:
     input:
-        rules.features_merge.output,
-        # the per-shard files too: after an interrupted --forcerun, a missing one is rebuilt
-        expand(f"{D}/features/{{extractor}}/{{shard}}.h5", extractor=EXTRACTOR_NAMES, shard=sorted(SHARDS)),
-        # and the frames stage's (an interrupted --forcerun frames_shard)
-        rules.frames.input,
+        # the per-shard files too (an interrupted --forcerun: see target_files), and the
+        # frames and ingest stages' files
+        target_files(
+            rules.features_merge.output,
+            expand(f"{D}/features/{{extractor}}/{{shard}}.{{kind}}", extractor=EXTRACTOR_NAMES,
+                   shard=sorted(SHARDS), kind=["h5", "status.parquet"]),
+            rules.frames.input,
+        ),

@@ -39,10 +39,12 @@ rule frames_merge:
 
 rule frames:
     input:
-        rules.frames_merge.output,
         # every shard's status (kept under frames.keep: false too) and the kept frames: an
-        # interrupted --forcerun frames_shard removed some, and Snakemake rebuilds a missing
-        # file only when a target asks for it (frames_merge, still newer, does not);
-        # a removed temp() file asked for here would be sampled again
-        shard_files(f"{D}/frames/{{shard}}.status.parquet"),
-        shard_files(f"{D}/frames/{{shard}}.h5") if config["frames"]["keep"] else [],
+        # interrupted --forcerun frames_shard removed some (see target_files); a removed temp()
+        # file asked for here would be sampled again. And the ingest stage's files.
+        target_files(
+            rules.frames_merge.output,
+            shard_files(f"{D}/frames/{{shard}}.status.parquet"),
+            shard_files(f"{D}/frames/{{shard}}.h5") if config["frames"]["keep"] else [],
+            rules.ingest.input,
+        ),

@@ -54,4 +54,5 @@ rule ingest_merge:
 
 rule ingest:
     input:
-        rules.ingest_merge.output,
+        # every shard's table too (an interrupted --forcerun ingest_shard: see target_files)
+        target_files(rules.ingest_merge.output, shard_files(f"{D}/ingest/shards/{{shard}}.parquet")),

@@ -160,6 +160,9 @@ rule labels_eev:
     input:
         csv=EEV_CSV or [],
         videos=config["manifest"],
+        # the ingested videos' durations: a reaction time at or past its video's end is dropped
+        # (counted as after_video_end); a video ingest could not probe has no bound
+        probe=f"{D}/ingest/probe.parquet",
     output:
         f"{D}/labels/eev.parquet",
     log:
@@ -174,7 +177,7 @@ rule labels_eev:
             stride=LABELS.get("eev", "stride_s", 1.0),
         ),
     shell:
-        "{EVOKE} labels eev --csv {input.csv:q} --videos {input.videos:q}"
+        "{EVOKE} labels eev --csv {input.csv:q} --videos {input.videos:q} --probe {input.probe:q}"
         " {params.flags} --out {output:q} > {log:q} 2>&1"
 
 
@@ -182,7 +185,9 @@ rule labels_viewers:
     input:
         ratings=VIEWER_RATINGS or [],
         subtitles=VIEWER_SUBTITLES,
-        videos=config["manifest"],
+        # the ingest probe table as the video list: ids, splits and each video's probed duration,
+        # past which a rating's time is dropped (counted as impossible_timestamp)
+        videos=f"{D}/ingest/probe.parquet",
     output:
         table=f"{D}/labels/viewer_valence.parquet",
         segments=f"{D}/labels/viewer_valence_segments.parquet",
@@ -229,6 +234,8 @@ rule danmaku_parse:
 rule danmaku_train:
     input:
         corpus=DANMAKU_CORPUS or [],
+        # head bert's local BERT folder, file by file: params carry only its path
+        pretrained=LABELS.pretrained_files("danmaku"),
     output:
         directory(f"{D}/labels/danmaku/model"),
     log:
@@ -309,9 +316,36 @@ LABEL_TARGETS = list(dict.fromkeys([str(p) for p in LABEL_TARGETS]
                                    + [f"{D}/labels/{name}.parquet" for name in sorted(LABEL_TABLES)]))
 
 
+# What the label builders of LABEL_TARGETS read besides the annotations, and the danmaku
+# chain's intermediate files: the labels target lists them, and the train and report targets
+# list the part their tables need (label_upstream), so the plain command finishes an
+# interrupted --forcerun of ingest_shard, a label builder or danmaku_train (see target_files).
+LABEL_UPSTREAM = {}
+if EEV_CSV and "eev" not in LABEL_TABLES:
+    LABEL_UPSTREAM[f"{D}/labels/eev.parquet"] = list(rules.ingest.input)  # the probe's durations
+if VIEWER_RATINGS and "viewer_valence" not in LABEL_TABLES:
+    for _table in rules.labels_viewers.output:
+        LABEL_UPSTREAM[str(_table)] = list(rules.ingest.input)
+if DANMAKU_CORPUS and "danmaku_seconds" not in LABEL_TABLES:
+    LABEL_UPSTREAM[f"{D}/labels/danmaku_seconds.parquet"] = [
+        *rules.ingest.input,
+        *rules.danmaku_parse.output,
+        *rules.danmaku_train.output,
+        *rules.danmaku_classify.output,
+    ]
+if VCE_RESPONSES and SAMPLE_PREDICTIONS:  # a train run's predictions, and its features' files
+    LABEL_UPSTREAM[f"{D}/labels/v2v_sample.parquet"] = [f"{D}/{SAMPLE_PREDICTIONS}"] + (
+        [] if "/labels/" in f"/{SAMPLE_PREDICTIONS}" else list(rules.features.input))
+
+
+def label_upstream(tables):
+    """The upstream files (LABEL_UPSTREAM) of the label tables ``tables``."""
+    return list(dict.fromkeys(f for t in tables for f in LABEL_UPSTREAM.get(str(t), [])))
+
+
 rule labels:
     input:
-        LABEL_TARGETS,
+        target_files(LABEL_TARGETS, label_upstream(LABEL_TARGETS)),
 
 
 localrules:

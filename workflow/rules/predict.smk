@@ -14,12 +14,40 @@ def predict_outputs():
 
 
 def predict_inputs(wildcards):
-    """The model's card and what it reads: the features index, or (a head on labels) the table."""
-    run = PREDICT_MODELS[(wildcards.task, wildcards.head, wildcards.featureset)]
-    reads = f"{D}/features/index.parquet"
-    if wildcards.featureset == "labels":
-        reads = f"{D}/{TASKS[wildcards.task].label_files['vce']}"
-    return {"model": f"{run}/model/model.json", "reads": reads}
+    return model_inputs((wildcards.task, wildcards.head, wildcards.featureset))
+
+
+def model_inputs(key):
+    """The model's card and what it reads: the features index, or (a head on labels) the table;
+    the probe table (each video's split); a viewer_valence model's subtitle words from the
+    segments table when the labels stage has one (evoke.predict.run reads it when present)."""
+    task, _, featureset = key
+    inputs = {"model": f"{PREDICT_MODELS[key]}/model/model.json", "probe": f"{D}/ingest/probe.parquet"}
+    if featureset == "labels":
+        inputs["reads"] = f"{D}/{TASKS[task].label_files['vce']}"
+    else:
+        inputs["reads"] = f"{D}/features/index.parquet"
+    segments = f"{D}/labels/viewer_valence_segments.parquet"
+    if task == "viewer_valence" and segments in LABEL_TARGETS:
+        inputs["segments"] = segments
+    return inputs
+
+
+def predict_target_files():
+    """Every file the predict jobs read and the stages' files behind them: the features'
+    (rule features), and a model trained in this dataset's train/ its run's inputs, so the
+    plain command finishes an interrupted --forcerun of an earlier stage (see target_files)."""
+    files = []
+    for key, run in PREDICT_MODELS.items():
+        inputs = model_inputs(key)
+        files += inputs.values()
+        if os.path.normpath(run).startswith(f"{D}/train/"):
+            files += task_inputs(key[0]).values()
+            files += label_upstream(task_label_files(key[0]).values())
+        files += label_upstream(inputs.values())
+        if key[2] != "labels":
+            files += rules.features.input
+    return list(dict.fromkeys(files))
 
 
 rule predict_model:
@@ -44,7 +72,7 @@ rule predict_model:
 
 rule predict:
     input:
-        predict_outputs(),
+        target_files(predict_outputs(), predict_target_files()),
 
 
 localrules:

@@ -3,11 +3,22 @@
 #   results/{dataset}/report/metrics.json, report.html, report.md and PNG plots beside them.
 
 
+def report_reads():
+    """What the report reads besides the runs: what every train job reads (the intervals
+    re-score each run's test predictions with its task's own loader: the label tables, the
+    probe table for their splits) and the VCE table (the emodiversity and t-SNE plots, drawn
+    without a vce run too)."""
+    files = [f for task in dict.fromkeys(t for t, _, _ in train_jobs()) for f in task_inputs(task).values()]
+    vce = f"{D}/labels/vce.parquet"
+    return list(dict.fromkeys(files + ([vce] if vce in LABEL_TARGETS else [])))
+
+
 rule report_build:
     input:
         metrics=train_outputs(),
         # the bootstrap intervals re-score each run's test predictions
         predictions=[m.replace("metrics.json", "predictions.parquet") for m in train_outputs()],
+        reads=report_reads(),
     output:
         metrics=report(f"{D}/report/metrics.json", category="Metrics"),
         html=report(f"{D}/report/report.html", category="Report"),
@@ -26,7 +37,9 @@ rule report_build:
 
 rule report:
     input:
-        rules.report_build.output,
+        # and every file the runs came from (an interrupted --forcerun of an earlier stage: see
+        # target_files)
+        target_files(rules.report_build.output, rules.train.input),
 
 
 localrules:

@@ -40,19 +40,39 @@ def train_outputs():
     return [f"{D}/train/{t}/{h}/{fs}/metrics.json" for t, h, fs in train_jobs()]
 
 
-def train_inputs(wildcards):
-    """The task's label tables and, when it reads features, the features index."""
-    cls = TASKS[wildcards.task]
-    inputs = {key: f"{D}/{rel}" for key, rel in cls.label_files.items()}
-    # optional tables (v2v lists) when the labels stage builds them: without this the
-    # job could run before they exist and silently score no lists
+def task_label_files(task):
+    """The label tables a task's jobs read: its own and, when the labels stage builds them,
+    its optional ones (v2v lists: without them declared the job could run before they exist
+    and silently score no lists)."""
+    cls = TASKS[task]
+    files = {key: f"{D}/{rel}" for key, rel in cls.label_files.items()}
     built = set(LABEL_TARGETS)
     for key, rel in getattr(cls, "optional_label_files", {}).items():
         if f"{D}/{rel}" in built:
-            inputs[key] = f"{D}/{rel}"
-    if cls.uses_features:
+            files[key] = f"{D}/{rel}"
+    return files
+
+
+def train_inputs(wildcards):
+    return task_inputs(wildcards.task)
+
+
+def task_inputs(task):
+    """The task's label tables and, when it reads features, the features index."""
+    inputs = task_label_files(task)
+    if TASKS[task].uses_features:
         inputs["features"] = f"{D}/features/index.parquet"
+    elif any(Path(f).stem in LABEL_TABLES for f in inputs.values()):
+        # a pre-built table may leave split null: the task then reads it from the probe table
+        # (evoke.tasks.base.with_split); a features task has it before its features index
+        inputs["probe"] = f"{D}/ingest/probe.parquet"
     return inputs
+
+
+def train_label_files():
+    """Every label table the configured train jobs read."""
+    return list(dict.fromkeys(f for t in dict.fromkeys(t for t, _, _ in train_jobs())
+                              for f in task_label_files(t).values()))
 
 
 def train_settings(wildcards):
@@ -102,7 +122,11 @@ rule train_head:
 
 rule train:
     input:
-        train_outputs(),
-        # the feature stage's files when a head reads them (an interrupted --forcerun of
-        # frames_shard or features_shard: see rule features)
-        rules.features.input if any(TASKS[t].uses_features for t, _, _ in train_jobs()) else [],
+        # the feature stages' files when a head reads them, the label tables the heads read and
+        # what their builders read (an interrupted --forcerun of an earlier stage: see target_files)
+        target_files(
+            train_outputs(),
+            rules.features.input if any(TASKS[t].uses_features for t, _, _ in train_jobs()) else [],
+            train_label_files(),
+            label_upstream(train_label_files()),
+        ),

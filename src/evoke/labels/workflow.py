@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from pathlib import Path
 
 class LabelSettings:
     """Read access to ``config["labels"]`` with the defaults the rules use.
@@ -40,6 +41,16 @@ class LabelSettings:
     def files(self, builder: str, key: str, default: list[str]) -> list[str]:
         found = [self.in_annotations(n) for n in (self.get(builder, key, default) or [])]
         return [f for f in found if f is not None]
+
+    def pretrained_files(self, builder: str) -> list[str]:
+        """The files of the builder's ``pretrained`` folder when its ``head`` is ``bert`` (a rule's
+        inputs: a changed, added or removed file reruns the training; the folder's own mtime
+        misses a file rewritten in place). A name that is no local folder (a hub name) and
+        the light head read no file of it."""
+        name = self.get(builder, "pretrained")
+        if self.get(builder, "head", "light") != "bert" or not name or not os.path.isdir(name):
+            return []
+        return sorted(str(p) for p in Path(name).rglob("*") if p.is_file())
 
 
 def cli_flags(**flags) -> str:
