@@ -48,10 +48,15 @@ segment given 6-18 words drawn from 5,000) trained for one epoch on its segments
 multi-task network, 3 branches) and, as the reference in the same run, ``eev_mt`` (the EEV
 network as viewer_valence's multi-task option, ``network: eev``, on the same units: 60-step
 windows ending at each segment's last second). Each reports the epoch's wall and CPU
-seconds and the child's peak RSS.
+seconds and the child's peak RSS. ``--reference-batches K`` times the reference over the first K
+training batches of its epoch (epoch 0's order) and the same share of the validation units,
+through the same ``fit_full``, and scales both to the whole epoch (``measured:
+first_batches_scaled`` in the JSON; a full epoch of it at 50,000 videos is about 48 min on one core).
+The synthetic sets are written as the features stage writes its shards (gzip-4 values).
 
     .venv/bin/python bench/heads.py                       # demo + 50,000 videos (hours on 2 cores: two full heads)
     .venv/bin/python bench/heads.py --only cognimuse --cognimuse-videos 5000
+    .venv/bin/python bench/heads.py --only cognimuse --threads 1 --reference-batches 300  # 50,000 videos
     .venv/bin/python bench/heads.py --only cognimuse_text --threads 1  # the text-only ablation on the
                                                                       # 7 COGNIMUSE films' subtitles (dev data)
     .venv/bin/python bench/heads.py --videos 2000         # a quick look
