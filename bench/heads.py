@@ -48,10 +48,15 @@ segment given 6-18 words drawn from 5,000) trained for one epoch on its segments
 multi-task network, 3 branches) and, as the reference in the same run, ``eev_mt`` (the EEV
 network as viewer_valence's multi-task option, ``network: eev``, on the same units: 60-step
 windows ending at each segment's last second). Each reports the epoch's wall and CPU
-seconds and the child's peak RSS.
+seconds and the child's peak RSS. ``--reference-batches K`` times the reference over the first K
+training batches of its epoch (epoch 0's order) and the same share of the validation units,
+through the same ``fit_full``, and scales both to the whole epoch (``measured:
+first_batches_scaled`` in the JSON; a full epoch of it at 50,000 videos is about 48 min on one core).
+The synthetic sets are written as the features stage writes its shards (gzip-4 values).
 
     .venv/bin/python bench/heads.py                       # demo + 50,000 videos (hours on 2 cores: two full heads)
     .venv/bin/python bench/heads.py --only cognimuse --cognimuse-videos 5000
+    .venv/bin/python bench/heads.py --only cognimuse --threads 1 --reference-batches 300  # 50,000 videos
     .venv/bin/python bench/heads.py --only cognimuse_text --threads 1  # the text-only ablation on the
                                                                       # 7 COGNIMUSE films' subtitles (dev data)
     .venv/bin/python bench/heads.py --videos 2000         # a quick look
@@ -186,8 +191,14 @@ def child_full(ddir: Path, extractors: list[str], variant: str = "paper", probe_
     from evoke.heads.full import FullConfig, compute_loss, fit_full
     from evoke.heads.models import count_parameters
 
+    from evoke.heads import full
+
     torch.set_num_threads(threads)
+    spent = {"stats_s": 0.0, "stats_cpu_s": 0.0}
+    _timed_stats(full, "input_stats", spent)
+    t = time.perf_counter()
     fs, data = _vce(ddir, extractors)
+    load_s = time.perf_counter() - t
     cfg = FullConfig.for_task("vce", FULL | FULL_VARIANTS[variant])
     tr, va = data.splits["train"], data.splits["val"]
     ckpt = OUT / "heads_ckpt" / f"{ddir.name}_{variant}"
@@ -224,7 +235,8 @@ def child_full(ddir: Path, extractors: list[str], variant: str = "paper", probe_
     bare_cpu = (_cpu_s() - c) / probe * n_batches
     return {"variant": variant, "n_parameters": count_parameters(model), "gru_hidden": model.init_args["gru_hidden"],
             "moe": cfg.moe, "loss": loss, "batch_size": bs,
-            "epoch_s": epoch_s, "fit_s": run, "fit_cpu_s": run_cpu, "reference_cpu_s": bare_cpu, "train_units": len(tr), "val_units": len(va),
+            "epoch_s": epoch_s, "fit_s": run, "fit_cpu_s": run_cpu, "train_cpu_s": run_cpu - spent["stats_cpu_s"],
+            **spent, "load_s": load_s, "reference_cpu_s": bare_cpu, "train_units": len(tr), "val_units": len(va),
             "batches": n_batches, "reference_s": bare_train, "ratio": epoch_s / bare_train,
             "reference_batches_timed": probe, "peak_rss_mib": _rss_mib()}
 
@@ -239,25 +251,66 @@ def _viewer_units(ddir: Path, extractors: list[str]):
     return fs, restrict_to_features(task.load(ddir, task.label_paths(ddir)), fs, True)
 
 
-def child_cognimuse(ddir: Path, extractors: list[str], variant: str = "st", threads: int = 2) -> dict:
+def _timed_stats(module, name: str, spent: dict) -> None:
+    """Wrap ``module.name`` (the input-statistics pass a fit makes before its first epoch) so
+    that its wall and CPU seconds add up in ``spent``: the fit's CPU less these is its epoch's."""
+    fn = getattr(module, name)
+
+    def timed(*a, **k):
+        t, c = time.perf_counter(), _cpu_s()
+        try:
+            return fn(*a, **k)
+        finally:
+            spent["stats_s"] += time.perf_counter() - t
+            spent["stats_cpu_s"] += _cpu_s() - c
+
+    setattr(module, name, timed)
+
+
+def _fraction(tr, va, batch_size: int, seed: int, k: int):
+    """The first ``k`` training batches of epoch 0's order (``train_model``'s permutation) and
+    the same fraction of the validation units (their first ones, the order they are evaluated
+    in): the part of the epoch a reference is timed over, and that fraction."""
+    import numpy as np
+
+    n_batches = -(-len(tr) // batch_size)
+    f = min(1.0, k / n_batches)
+    order = np.random.default_rng([seed, 0]).permutation(len(tr))[:k * batch_size]
+    return tr.take(np.sort(order)), va.take(np.arange(max(1, round(f * len(va))))), f, n_batches
+
+
+def child_cognimuse(ddir: Path, extractors: list[str], variant: str = "st", threads: int = 2,
+                    reference_batches: int | None = None) -> dict:
     import torch
 
+    from evoke.heads import cognimuse, full
     from evoke.heads.cognimuse import fit_cognimuse
     from evoke.heads.full import FullConfig, fit_full
     from evoke.heads.models import count_parameters
 
     torch.set_num_threads(threads)
+    spent = {"stats_s": 0.0, "stats_cpu_s": 0.0}
+    _timed_stats(full, "input_stats", spent)
+    _timed_stats(cognimuse, "visual_stats", spent)
     t = time.perf_counter()
     fs, data = _viewer_units(ddir, extractors)
     load_s = time.perf_counter() - t
     tr, va = data.splits["train"], data.splits["val"]
     ckpt = OUT / "heads_ckpt" / f"{ddir.name}_cognimuse_{variant}"
     shutil.rmtree(ckpt, ignore_errors=True)
+    scaled = {}
     t, c = time.perf_counter(), _cpu_s()
     if variant == "eev_mt":
         cfg = FullConfig.for_task("viewer_valence", FULL | {"network": "eev"})
-        _, history, net = fit_full(fs, tr.as_dict(), va.as_dict(), [], "bce", 1, cfg, ckpt,
-                                   n_branches=len(data.target_names))
+        if reference_batches:  # the first K batches of the epoch (and that share of validation), scaled
+            sub_tr, sub_va, f, n_batches = _fraction(tr, va, cfg.train.batch_size, cfg.train.seed,
+                                                     reference_batches)
+            scaled = {"timed_batches": min(reference_batches, n_batches), "epoch_batches": n_batches,
+                      "timed_fraction": f, "timed_train_units": len(sub_tr), "timed_val_units": len(sub_va)}
+            tr_d, va_d = sub_tr.as_dict(), sub_va.as_dict()
+        else:
+            tr_d, va_d = tr.as_dict(), va.as_dict()
+        _, history, net = fit_full(fs, tr_d, va_d, [], "bce", 1, cfg, ckpt, n_branches=len(data.target_names))
     else:
         cfg = FullConfig.for_task("viewer_valence", FULL)
         w = {"train": tr.windows(), "val": va.windows()}
@@ -265,10 +318,19 @@ def child_cognimuse(ddir: Path, extractors: list[str], variant: str = "st", thre
             w = {k: {**d, "y": d["y"][:, :1], "mask": d["mask"][:, :1]} for k, d in w.items()}
         _, history, net, vocab = fit_cognimuse(fs, w["train"], w["val"], [], cfg, ckpt, variant == "mt")
     fit_s, fit_cpu = time.perf_counter() - t, _cpu_s() - c
-    return {"variant": variant, "n_parameters": count_parameters(net), "batch_size": cfg.train.batch_size,
-            "train_units": len(tr), "val_units": len(va), "epoch_s": history[0]["epoch_s"], "fit_s": fit_s,
-            "fit_cpu_s": fit_cpu, "load_s": load_s, "vocabulary": None if variant == "eev_mt" else len(vocab),
-            "peak_rss_mib": _rss_mib()}
+    out = {"variant": variant, "n_parameters": count_parameters(net), "batch_size": cfg.train.batch_size,
+           "train_units": len(tr), "val_units": len(va), "batches": -(-len(tr) // cfg.train.batch_size),
+           "epoch_s": history[0]["epoch_s"], "fit_s": fit_s, "fit_cpu_s": fit_cpu,
+           "train_cpu_s": fit_cpu - spent["stats_cpu_s"], **spent, "load_s": load_s,
+           "vocabulary": None if variant == "eev_mt" else len(vocab), "peak_rss_mib": _rss_mib()}
+    if scaled:  # measured on a fraction of the epoch: the measured figures and the epoch's, scaled
+        f = scaled["timed_fraction"]
+        out |= {"measured": "first_batches_scaled", **scaled, "timed_epoch_s": out["epoch_s"],
+                "timed_train_cpu_s": out["train_cpu_s"], "epoch_s": out["epoch_s"] / f,
+                "train_cpu_s": out["train_cpu_s"] / f}
+    else:
+        out["measured"] = "full_epoch"
+    return out
 
 
 def cognimuse_text(shared: Path, epochs: int, threads: int) -> dict:
@@ -351,12 +413,14 @@ def run_child(kind: str, ddir: Path, extractors: list[str], **kw) -> dict:
     args = json.dumps({"kind": kind, "ddir": str(ddir), "extractors": extractors, "kw": kw})
     env = dict(os.environ, TQDM_DISABLE="1", HF_HUB_OFFLINE="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
-    t = time.perf_counter()
+    t, load, start = time.perf_counter(), os.getloadavg()[0], time.strftime("%H:%M:%S UTC", time.gmtime())
     proc = subprocess.run([sys.executable, __file__, "--child", args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{kind} on {ddir} failed:\n{proc.stderr[-3000:]}")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["child_wall_s"] = time.perf_counter() - t
+    res |= {"child_wall_s": time.perf_counter() - t, "started": start,
+            "ended": time.strftime("%H:%M:%S UTC", time.gmtime()), "load_average_start": load,
+            "load_average_end": os.getloadavg()[0]}
     print(f"  {kind}: {json.dumps(res)}", flush=True)
     return res
 
@@ -391,6 +455,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the full heads' children")
     ap.add_argument("--probe-batches", type=int, default=40,
                     help="training batches the full heads' model-alone reference times (scaled to the epoch)")
+    ap.add_argument("--reference-batches", type=int, metavar="K",
+                    help="cognimuse: time the EEV reference over the first K training batches of its epoch "
+                         "(and that share of the validation units), scaled to the epoch (default: a full epoch)")
     ap.add_argument("--skip", action="append", default=[], choices=sorted(CHILDREN) + sorted(COGNIMUSE))
     ap.add_argument("--linear-synthetic", action="store_true",
                     help="also fit the linear head on the synthetic set (L-BFGS: hours at 50,000 x 4,224)")
@@ -416,7 +483,10 @@ def main() -> int:
         results["cognimuse"] = {"videos": args.cognimuse_videos, "write_s": took}
         for kind, variant in COGNIMUSE.items():
             if kind not in args.skip:
-                results["cognimuse"][kind] = run_child(kind, d, ["i3d"], variant=variant, threads=args.threads)
+                kw = {"reference_batches": args.reference_batches} if kind == "eev_mt" else {}
+                results["cognimuse"][kind] = run_child(kind, d, ["i3d"], variant=variant, threads=args.threads, **kw)
+                # written after each network: a long run cut short keeps what finished
+                (OUT / f"heads_cognimuse_{args.cognimuse_videos}.json").write_text(json.dumps(results, indent=2))
         results["load_average_end"] = os.getloadavg()[0]
         (OUT / f"heads_cognimuse_{args.cognimuse_videos}.json").write_text(json.dumps(results, indent=2))
         print(json.dumps(results, indent=2))
@@ -433,7 +503,7 @@ def main() -> int:
         runs.append(("synthetic", d, sorted(dims), args.lgbm_rounds))
     for name, d, extractors, rounds in runs:
         print(f"{name}: {d}", flush=True)
-        r = {}
+        r = results[name] = {}
         for kind in CHILDREN:
             if kind in args.skip or (kind == "linear" and name == "synthetic" and not args.linear_synthetic):
                 continue
@@ -442,7 +512,7 @@ def main() -> int:
                 kw = {"variant": kind.split("_", 1)[1], "probe_batches": args.probe_batches,
                       "threads": args.threads}
             r[kind] = run_child(kind, d, extractors, **kw)
-        results[name] = r
+            (OUT / "heads.json").write_text(json.dumps(results, indent=2))  # a run cut short keeps what finished
     results["load_average_end"] = os.getloadavg()[0]
     (OUT / "heads.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

@@ -23,11 +23,37 @@ def sharded(tmp_path_factory):
 def test_store_layout_has_shards_and_index_columns(sharded):
     import polars as pl
 
+    from evoke.features.stage import STATUS_SCHEMA
+
     index = pl.read_parquet(sharded / "features" / "index.parquet")
     assert sorted(index["shard"].unique()) == ["s00000", "s00001", "s00002", "s00003", "s00004"]
-    assert {"n_steps", "dim"} <= set(index.columns)
+    assert dict(index.schema) == STATUS_SCHEMA  # the features stage's index
     with h5py.File(sharded / "features" / "colour" / "s00004.h5") as f:
         assert len(f) == 2  # 30 videos, 7 per shard
+        values = f[next(iter(f))]["values"]  # written as the features stage writes them
+        assert (values.compression, values.compression_opts, values.chunks) == ("gzip", 4, values.shape)
+
+
+def test_a_shard_drawn_at_once_is_the_stream_of_one_video_at_a_time(sharded, tmp_path):
+    """Generating a whole shard at once draws the same values as one video per shard, and
+    writing only viewer_valence gives the table that writing every per-second table gives."""
+    import polars as pl
+
+    d = tmp_path / "one"
+    write_synthetic_dataset(d, n_videos=30, seconds=(4, 9), seed=3, shard_size=1, tables=("vce",))
+    a, b = FeatureSet.load(sharded, FEATURES, memory_mb=None), FeatureSet.load(d, FEATURES, memory_mb=None)
+    for v in sorted(a.video_ids):
+        for e in FEATURES:
+            np.testing.assert_array_equal(a.data[v][e].values, b.data[v][e].values)
+    write_synthetic_dataset(tmp_path / "all", n_videos=20, seconds=(3, 4), seed=4,
+                            tables=("eev", "danmaku", "viewer_valence"))
+    write_synthetic_dataset(tmp_path / "vv", n_videos=20, seconds=(3, 4), seed=4, tables=("viewer_valence",))
+    for name in ("viewer_valence", "viewer_valence_segments"):
+        full, alone = (pl.read_parquet(tmp_path / k / "labels" / f"{name}.parquet") for k in ("all", "vv"))
+        assert full.equals(alone)
+    assert full.height == 20 * 2 and alone["valence_bin__b"].null_count() == 0  # segments
+    seconds = pl.read_parquet(tmp_path / "vv" / "labels" / "viewer_valence.parquet")
+    assert seconds["valence_bin__b"].null_count() == 20  # viewer b has no label at each video's first second
 
 
 def test_bounded_cache_gives_the_in_memory_values(sharded):

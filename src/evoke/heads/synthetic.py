@@ -32,6 +32,7 @@ from tqdm import tqdm
 from evoke.danmaku import EMOTIONS
 from evoke.labels.common import VCE_EMOTIONS
 from evoke.labels.eev import EEV_EXPRESSIONS
+from evoke.store import h5_attrs
 
 DIMS = {"colour": 8, "motion": 3}
 
@@ -94,28 +95,37 @@ def _write_liris_accede(path: Path, lat: dict, vids: list[str], split: dict, rng
 
 def _write_features(ddir: Path, lat: dict, vids: list[str], dims: dict[str, int], shard_size: int,
                     noise: float, rng: np.random.Generator, progress: bool) -> None:
-    """One HDF5 file per (extractor, shard); each extractor a noisy linear map of the latent."""
+    """One HDF5 file per (extractor, shard), in the features stage's format (its
+    :func:`~evoke.features.stage._per_step_dataset`: ``values`` gzip level 4 in chunks of up
+    to 256 steps; ``timestamps_s`` and ``mask`` plain; the index in its ``STATUS_SCHEMA``), so
+    that reading them costs what reading the store costs. Each extractor is a noisy linear map
+    of the latent, generated a whole shard at a time (the noise drawn in one block per shard:
+    the same stream, video after video, as one draw per video)."""
+    from evoke.features.stage import STATUS_SCHEMA, _per_step_dataset
+
     maps = {e: rng.normal(0, 1, (2, d)) for e, d in dims.items()}
     index = []
     shards = [vids[i:i + shard_size] for i in range(0, len(vids), shard_size)]
     for e, d in dims.items():
         (ddir / "features" / e).mkdir(parents=True, exist_ok=True)
         for k, shard in enumerate(tqdm(shards, desc=f"synthetic {e}", disable=not progress, mininterval=5)):
-            rel = f"features/{e}/s{k:05d}.h5"
+            name = f"s{k:05d}"
+            rel = f"features/{e}/{name}.h5"
+            z = np.concatenate([lat[v] for v in shard])
+            values = (z @ maps[e]).astype(np.float32)
+            values += rng.standard_normal((len(z), d), dtype=np.float32) * np.float32(noise)
+            ends = np.cumsum([len(lat[v]) for v in shard])
             with h5py.File(ddir / rel, "w") as f:
-                for v in shard:
-                    z = lat[v]
-                    values = (z @ maps[e]).astype(np.float32)
-                    values += rng.standard_normal((len(z), d), dtype=np.float32) * np.float32(noise)
+                f.attrs.update(h5_attrs(stage="features", extractor=e, shard=name, synthetic=True))
+                for v, end in zip(shard, ends):
+                    n = len(lat[v])
                     g = f.create_group(v)
-                    g["values"] = values
-                    g["timestamps_s"] = np.arange(len(z), dtype=np.float64)
-                    g["mask"] = np.ones(len(z), bool)
-                    index.append((v, f"s{k:05d}", e, "ok", len(z), d, rel, v))
-    pl.DataFrame(index, orient="row", schema={
-        "video_id": pl.String, "shard": pl.String, "extractor": pl.String, "status": pl.String,
-        "n_steps": pl.Int64, "dim": pl.Int64, "h5_path": pl.String, "h5_group": pl.String,
-    }).write_parquet(ddir / "features" / "index.parquet")
+                    _per_step_dataset(g, "values", values[end - n:end])
+                    g.create_dataset("timestamps_s", data=np.arange(n, dtype=np.float64))
+                    g.create_dataset("mask", data=np.ones(n, bool))
+                    g.attrs.update(h5_attrs(extractor=e, dim=d))
+                    index.append((v, name, e, "ok", None, n, n, d, rel, v))
+    pl.DataFrame(index, orient="row", schema=STATUS_SCHEMA).write_parquet(ddir / "features" / "index.parquet")
 
 
 def _write_vce(path: Path, lat: dict, vids: list[str], split: dict, rng: np.random.Generator) -> None:
@@ -163,30 +173,45 @@ def _write_v2v(lab: Path, lat: dict, vids: list[str], split: dict, rng: np.rando
 
 def _write_per_second(lab: Path, lat: dict, vids: list[str], split: dict, rng: np.random.Generator,
                       tables: list[str]) -> None:
+    """The per-second tables, a video at a time. Every second draws, in this order, one uniform
+    per EEV expression, one normal per danmaku emotion (sd 0.2) and one per viewer (sd 0.3),
+    whichever tables are asked for (the tables do not depend on which others are written)."""
     w = rng.normal(0, 1.5, (len(EEV_EXPRESSIONS), 2))
     dw = rng.normal(0, 1.0, (len(EMOTIONS), 2))
-    eev, dm, vv = [], [], []
     viewers = ("a", "b")
-    for v in vids:
-        for t, z in enumerate(lat[v]):
-            prob = 1 / (1 + np.exp(-(w @ z - 0.5)))
-            eev.append({"video_id": v, "split": split[v], "time_s": float(t), "n_samples": 6,
-                        **{e: int(rng.random() < prob[k]) for k, e in enumerate(EEV_EXPRESSIONS)}})
-            p = _softmax(dw @ z + rng.normal(0, 0.2, len(EMOTIONS)))
-            dm.append({"video_id": v, "time_s": float(t), "window": t // 5, "is_empty": False,
-                       **{f"p_{e}": float(p[k]) for k, e in enumerate(EMOTIONS)}})
-            row = {"video_id": v, "split": split[v], "time_s": float(t), "n_viewers": 2,
-                   "valence": float(np.tanh(z[0])), "valence_bin": int(z[0] >= 0)}
-            for k, name in enumerate(viewers):
-                val = z[0] + (0.3 if k else -0.3) + rng.normal(0, 0.3)
-                row[f"valence_bin__{name}"] = int(val >= 0) if not (k and t == 0) else None
-            vv.append(row)
-    for name, rows, file in (("eev", eev, "eev.parquet"), ("danmaku", dm, "danmaku_seconds.parquet"),
-                             ("viewer_valence", vv, "viewer_valence.parquet")):
-        if name in tables:
-            pl.DataFrame(rows).write_parquet(lab / file)
+    n_e, n_d = len(EEV_EXPRESSIONS), len(EMOTIONS)
+    T = np.array([len(lat[v]) for v in vids], dtype=np.int64)
+    z = np.concatenate([lat[v] for v in vids]) if vids else np.zeros((0, 2))
+    u = np.empty((len(z), n_e))
+    g = np.empty((len(z), n_d + len(viewers)))
+    for i in range(len(z)):  # the draws interleave per second: one call each, in the stream's order
+        u[i] = rng.random(n_e)
+        g[i] = rng.standard_normal(n_d + len(viewers))
+    t = np.concatenate([np.arange(n) for n in T]) if vids else np.zeros(0, np.int64)
+    vid_col = np.repeat(np.array(vids, dtype=object), T).tolist()
+    split_col = [split[v] for v in vid_col]
+    time_s = t.astype(np.float64)
+    if "eev" in tables:
+        prob = 1 / (1 + np.exp(-(z @ w.T - 0.5)))
+        pl.DataFrame({"video_id": vid_col, "split": split_col, "time_s": time_s,
+                      "n_samples": np.full(len(z), 6, np.int64),
+                      **{e: (u[:, k] < prob[:, k]).astype(np.int64) for k, e in enumerate(EEV_EXPRESSIONS)}}
+                     ).write_parquet(lab / "eev.parquet")
+    if "danmaku" in tables:
+        p = _softmax(z @ dw.T + 0.2 * g[:, :n_d])
+        pl.DataFrame({"video_id": vid_col, "time_s": time_s, "window": t // 5, "is_empty": np.zeros(len(z), bool),
+                      **{f"p_{e}": p[:, k] for k, e in enumerate(EMOTIONS)}}
+                     ).write_parquet(lab / "danmaku_seconds.parquet")
     if "viewer_valence" in tables:
-        _viewer_segments(pl.DataFrame(vv), viewers).write_parquet(lab / "viewer_valence_segments.parquet")
+        cols = {"video_id": vid_col, "split": split_col, "time_s": time_s, "n_viewers": np.full(len(z), 2, np.int64),
+                "valence": np.tanh(z[:, 0]), "valence_bin": (z[:, 0] >= 0).astype(np.int64)}
+        for k, name in enumerate(viewers):
+            val = z[:, 0] + (0.3 if k else -0.3) + 0.3 * g[:, n_d + k]
+            cols[f"valence_bin__{name}"] = pl.Series((val >= 0).astype(np.int64)).scatter(
+                np.flatnonzero(t == 0), None) if k else (val >= 0).astype(np.int64)
+        vv = pl.DataFrame(cols)
+        vv.write_parquet(lab / "viewer_valence.parquet")
+        _viewer_segments(vv, viewers).write_parquet(lab / "viewer_valence_segments.parquet")
 
 
 def _viewer_segments(per_second: pl.DataFrame, viewers, length_s: float = 2.0) -> pl.DataFrame:
