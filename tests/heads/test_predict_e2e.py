@@ -46,8 +46,9 @@ train:
   tasks: [vce, eev, viewer_valence]
   heads: [lightgbm, linear, full]
   feature_sets: [[colour, logmel]]
+  multitask: false
   lightgbm: {{n_estimators: 40}}
-  full: {{epochs: 3, gru_hidden: 16, moe_dim: 16, n_experts: 2, batch_size: 16, seq_len: 12}}
+  full: {{epochs: 3, gru_hidden: 16, moe_dim: 16, n_experts: 2, batch_size: 16, seq_len: 12, layers: [32, 16, 8]}}
 """
 
 
