@@ -304,6 +304,49 @@ def test_viewer_valence(built, manifest):
     assert v.group_by("video_id").agg(pl.col("viewer_id").n_unique())["viewer_id"].to_list() == [3] * N_CLIPS
 
 
+def test_subtitles_cover_each_video_in_both_layouts_and_follow_valence(built, manifest):
+    """One SRT per video where the labels builder reads it (seconds of the kept part) and one
+    beside each clip (clip seconds, what evoke predict --video reads); the cues cover the video
+    with gaps, last 1-6 s, and their words follow the latent valence."""
+    from evoke.labels.viewers import read_srt, subtitle_video_id
+
+    out = built["out"]
+    cues = _ann(built, "subtitle_cues.csv")
+    assert cues.columns == ["video_id", "cue", "start_s", "end_s", "valence", "text"]
+    files = sorted((out / "annotations" / "subtitles").glob("*.srt"))
+    assert [subtitle_video_id(f) for f in files] == manifest["video_id"].to_list()
+    kept = {r["video_id"]: ((r["start_s"] or 0.0), (r["end_s"] or 99) - (r["start_s"] or 0.0))
+            for r in manifest.iter_rows(named=True)}
+    clip_dur = dict(pl.read_csv(out / "clips.csv").select("video_id", "probed_duration_s").iter_rows())
+    two_lines = 0
+    for f in files:
+        vid = subtitle_video_id(f)
+        text = f.read_text(encoding="utf-8")
+        assert text.startswith("1\n00:00:0") and " --> " in text
+        two_lines += any(len(b.splitlines()) == 4 for b in text.split("\n\n"))
+        srt = read_srt(f)
+        mine = cues.filter(pl.col("video_id") == vid)
+        assert srt.height == mine.height >= 1
+        np.testing.assert_allclose(srt["start_s"], mine["start_s"], atol=1e-9)
+        assert srt["text"].to_list() == mine["text"].to_list()
+        length = (srt["end_s"] - srt["start_s"]).to_numpy()
+        gaps = (srt["start_s"][1:] - srt["end_s"][:-1]).to_numpy()
+        assert (length >= 1.0 - 1e-3).all() and (length <= 6.0 + 1e-3).all()  # whole milliseconds
+        assert (gaps >= 0.2 - 1e-3).all() and (gaps <= 3.0 + 1e-3).all()
+        assert srt["end_s"].max() <= min(kept[vid][1], clip_dur[vid] - kept[vid][0])
+        beside = read_srt(_path(manifest.filter(pl.col("video_id") == vid)["source"].item()).with_suffix(".srt"))
+        np.testing.assert_allclose(beside["start_s"], srt["start_s"] + kept[vid][0], atol=1e-3)
+        assert beside["text"].to_list() == srt["text"].to_list()
+    assert two_lines >= 5
+    positive = set(demo.SUBTITLE_WORDS["positive"])
+    negative = set(demo.SUBTITLE_WORDS["negative"])
+    words = [[w.strip(".!?").lower() for w in t.split()] for t in cues["text"]]
+    balance = [(sum(w in positive for w in ws) - sum(w in negative for w in ws)) / len(ws) for ws in words]
+    assert np.corrcoef(balance, cues["valence"])[0, 1] > 0.4
+    cfg = demo.demo_config(out)
+    assert cfg["labels"]["viewers"]["subtitles"] == [str(f) for f in files]
+
+
 def test_eev(built):
     e = _ann(built, "eev.csv")
     assert e.columns == ["Video ID", "Timestamp (microseconds)", *demo.EEV_EXPRESSIONS]
@@ -317,7 +360,8 @@ def test_eev(built):
 def test_readme_says_the_labels_are_simulated(built):
     text = (built["out"] / "annotations" / "README.md").read_text(encoding="utf-8")
     assert "**These labels are a seeded simulation for exercising the pipeline, not emotion\nground truth.**" in text
-    for name in ("vce_responses.csv", "v2v_votes.csv", "danmaku_corpus.csv", "viewer_valence.csv", "eev.csv"):
+    for name in ("vce_responses.csv", "v2v_votes.csv", "danmaku_corpus.csv", "viewer_valence.csv", "eev.csv",
+                 "subtitles/{video_id}_subtitle.srt", "subtitle_cues.csv"):
         assert name in text
 
 
@@ -348,6 +392,7 @@ def test_same_seed_gives_identical_annotations(built):
     for name in ("vce_responses", "v2v_votes", "danmaku_corpus", "viewer_valence", "eev"):
         written = (out / "annotations" / f"{name}.csv").read_text(encoding="utf-8")
         assert again[name].write_csv() == written, name
+    assert again["subtitles"].write_csv() == (out / "annotations" / "subtitle_cues.csv").read_text(encoding="utf-8")
     for vid, xml in again["danmaku"].items():
         assert (out / "annotations" / "danmaku" / f"{vid}.xml").read_text(encoding="utf-8") == xml
     other = demo.simulate_annotations(content, per_second, plan, 1, durations)

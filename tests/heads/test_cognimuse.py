@@ -200,12 +200,17 @@ def test_text_only_multitask_run_learns_from_subtitles_and_predict_reads_them(su
     split = dict(pl.read_parquet(subtitled / "ingest" / "probe.parquet").iter_rows())
     train_words = {w for v, t in seg.select("video_id", "text").iter_rows() if split[v] == "train" for w in t.split()}
     assert set(words[2:]) <= train_words
-    # evoke predict scores seconds, each with the words of the cues overlapping it
+    # evoke predict scores the model's unit, the segments, each with its own words: the run's numbers
+    assert card["unit"] == "segment" and card["segments"] == {"source": "cues"}
     pred = predict_dataset(tmp_path / "run", subtitled)
-    pos = pred.join(seg.select("video_id", pl.col("start_s").alias("time_s"), "valence_bin"), on=["video_id", "time_s"])
-    assert pos.height == seg.height  # 2-s segments: the first second of each
+    pos = pred.join(seg.select("video_id", "segment", "start_s", "valence_bin"), on=["video_id", "segment", "start_s"])
+    assert pos.height == seg.height == pred.height
     agree = ((pos["pred_average"] >= 0.5).cast(pl.Int8) == pos["valence_bin"]).mean()
     assert agree > 0.85
+    trained = pl.read_parquet(tmp_path / "run" / "predictions.parquet")
+    j = trained.join(pred, on=["video_id", "time_s"], suffix="_p")
+    assert j.height == trained.height == rec["n"]["val"] + rec["n"]["test"]
+    assert float((j["pred_average"] - j["pred_average_p"]).abs().max()) < 1e-6
 
 
 def test_single_task_both_modalities_round_trips_through_a_saved_model(subtitled, tmp_path):

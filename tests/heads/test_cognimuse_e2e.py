@@ -3,9 +3,10 @@ workflow (``labels_viewers --subtitles``, then ``train``: the COGNIMUSE single- 
 networks on colour + motion and the subtitle words) and ``evoke predict`` on the raw clips with
 an ``.srt`` beside each.
 
-The demo builds no subtitle files; its speech clips say a known sentence (espeak-ng,
-``clips.csv``: ``speech_text`` from ``speech_delay_s``), so each gets an SRT with that
-sentence as its one cue (its end estimated from espeak's 150 words a minute). Lean: the 14
+The demo's own subtitles are simulated words (``annotations/subtitles/``, used by
+``test_predict_e2e.py``); here the speech clips' known sentences are the subtitles (espeak-ng,
+``clips.csv``: ``speech_text`` from ``speech_delay_s``), each clip an SRT with that sentence
+as its one cue (its end estimated from espeak's 150 words a minute). Lean: the 14
 speech clips the manifest does not cut, 120 px frames, small networks, 3 epochs (285 s on 2
 cores shared with a benchmark and other sessions, load 5-9).
 """

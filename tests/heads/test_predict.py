@@ -40,8 +40,8 @@ def _max_diff(trained: pl.DataFrame, predicted: pl.DataFrame) -> tuple[int, floa
 def runs(syn_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for task, head in RUNS:
-        # viewer_valence per second: predict's units (every second of a video) are then the run's own
-        # units; a segment run (the default protocol) is applied per second in the same way
+        # viewer_valence per second here (every second of a video is a unit); a segment run (the
+        # default protocol) predicts its segments: test_a_segment_model_predicts_its_own_segments
         settings = QUICK | ({"viewer_valence": {"units": "second"}} if task == "viewer_valence" else {})
         run_task(task, head, _features(task), syn_dir, root / task / head, settings)
     return root
@@ -199,3 +199,21 @@ def test_timelines_one_png_per_video(runs, syn_dir, tmp_path, task, head):
         w, h = im.size
         pixels = np.asarray(im.convert("L"))
     assert w > 200 and h > 100 and pixels.std() > 10  # drawn, not blank
+
+
+
+def test_a_segment_model_predicts_its_own_segments(syn_dir, tmp_path):
+    """units: segment (the default) on fixed 2-second segments: the card records the unit and the
+    length; predict pools each window over every video as training pooled its segments, one row
+    per segment with its start and end (cues: tests/heads/test_cognimuse.py)."""
+    run = tmp_path / "run"
+    run_task("viewer_valence", "linear", ["colour", "motion"], syn_dir, run, QUICK)
+    card = read_card(run)
+    assert card["unit"] == "segment" and card["segments"] == {"source": "fixed", "segment_s": 2.0}
+    trained = pl.read_parquet(run / "predictions.parquet")
+    predicted = predict_dataset(run, syn_dir)
+    assert predicted.columns[:6] == ["video_id", "segment", "start_s", "end_s", "time_s", "split"]
+    n, diff = _max_diff(trained, predicted)
+    assert n == trained.height and diff < 1e-6, diff
+    assert predicted.select("video_id", "time_s").is_duplicated().sum() == 0
+    assert predicted["video_id"].n_unique() == 70 and set(predicted["end_s"] - predicted["start_s"]) == {2.0}

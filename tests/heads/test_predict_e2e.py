@@ -1,11 +1,13 @@
 """End-to-end: ``snakemake train`` on demo clips, then ``evoke predict`` on the raw clip files gives
-the training predictions (every head of EEV, per second, and VCE, per video); the ``predict``
-target on a manifest without annotations.
+the training predictions (every head of EEV, per second, VCE, per video, and viewer_valence, per
+subtitle segment: the demo's simulated subtitles, ``annotations/subtitles/`` for training and the
+``.srt`` beside each clip for predict); the ``predict`` target on a manifest without annotations.
 
 Lean: ten demo clips (none cut by start_s/end_s, so the raw file is what training saw), the
 cheap extractors colour and logmel, tiny full heads.
 """
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ from urllib.parse import unquote, urlparse
 import polars as pl
 import pytest
 
+from evoke.labels.viewers import read_srt
 from evoke.predict.model import read_card
 from evoke.predict.run import predict_videos
 
@@ -37,12 +40,15 @@ TRAIN_CONFIG = """labels:
   annotations: {annotations}
   vce:
     min_annotator_agreement: 0.2
+  viewers:
+    subtitles: {subtitles}
 train:
-  tasks: [vce, eev]
+  tasks: [vce, eev, viewer_valence]
   heads: [lightgbm, linear, full]
   feature_sets: [[colour, logmel]]
+  multitask: false
   lightgbm: {{n_estimators: 40}}
-  full: {{epochs: 3, gru_hidden: 16, moe_dim: 16, n_experts: 2, batch_size: 16, seq_len: 12}}
+  full: {{epochs: 3, gru_hidden: 16, moe_dim: 16, n_experts: 2, batch_size: 16, seq_len: 12, layers: [32, 16, 8]}}
 """
 
 
@@ -73,8 +79,11 @@ def _workdir(d: Path, dataset: str, rows: list[tuple[str, str]], extra: str = ""
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     rows = [(v, "train") for v in TRAIN] + [(v, "val") for v in VAL] + [(v, "test") for v in TEST]
+    subtitles = [DEMO / "annotations" / "subtitles" / f"{v}_subtitle.srt" for v, _ in rows]
+    if not all(p.is_file() for p in subtitles):
+        pytest.fail(f"{subtitles[0].parent} lacks the demo's subtitles: rebuild it (evoke demo build --force)")
     d = _workdir(tmp_path_factory.mktemp("e2e") / "train", "tiny", rows,
-                 TRAIN_CONFIG.format(annotations=DEMO / "annotations"))
+                 TRAIN_CONFIG.format(annotations=DEMO / "annotations", subtitles=json.dumps([str(p) for p in subtitles])))
     snakemake(d, "train")
     return d
 
@@ -82,7 +91,9 @@ def trained(tmp_path_factory):
 def _same(run: Path, predicted: pl.DataFrame) -> None:
     trained = pl.read_parquet(run / "predictions.parquet")
     keys = ["video_id"] + (["time_s"] if "time_s" in trained.columns else [])
-    assert predicted.columns == trained.columns
+    segments = ["segment", "start_s", "end_s"] if read_card(run)["unit"] == "segment" else []
+    assert predicted.columns == trained.columns[:1] + segments + trained.columns[1:]
+    assert predicted.select(keys).is_duplicated().sum() == 0
     j = trained.join(predicted, on=keys, suffix="_new", how="left")
     assert j.height == trained.height and set(trained["video_id"]) == set(VAL + TEST)
     for c in (c for c in trained.columns if c.startswith("pred_")):
@@ -91,7 +102,7 @@ def _same(run: Path, predicted: pl.DataFrame) -> None:
         assert diff < 1e-4, f"{run}: {c} differs by {diff}"
 
 
-@pytest.mark.parametrize("task", ["eev", "vce"])
+@pytest.mark.parametrize("task", ["eev", "vce", "viewer_valence"])
 def test_predict_on_raw_clips_reproduces_training(trained, tmp_path, task):
     clips = _clips()
     files = [str(clips[v]) for v in VAL + TEST]
@@ -100,6 +111,7 @@ def test_predict_on_raw_clips_reproduces_training(trained, tmp_path, task):
         card = read_card(run)
         assert card["frames"]["short_side"] == 120 and card["ingest"]["max_height"] == 720
         assert set(card["extractors"]) == {"colour", "logmel"}
+        assert card["unit"] == {"eev": "second", "vce": "video", "viewer_valence": "segment"}[task]
         if head == "lightgbm":  # the command line, with timelines
             out = tmp_path / f"{task}_{head}.parquet"
             proc = subprocess.run([EVOKE, "predict", "--model", str(run), "--video", *files, "--out", str(out),
@@ -111,6 +123,12 @@ def test_predict_on_raw_clips_reproduces_training(trained, tmp_path, task):
             predicted = predict_videos(run, files, work=tmp_path / "work")
         _same(run, predicted)
         assert predicted["split"].null_count() == predicted.height  # new files belong to no split
+        if task == "viewer_valence":  # one row per cue of the .srt beside each clip, the cue's own times
+            assert card["segments"] == {"source": "cues"}
+            for v in VAL + TEST:
+                cues = read_srt(clips[v].with_suffix(".srt"))
+                got = predicted.filter(pl.col("video_id") == v)
+                assert got["start_s"].to_list() == cues["start_s"].to_list()[:got.height] and got.height >= 1
 
 
 def test_predict_target_on_a_manifest_without_annotations(trained, tmp_path):

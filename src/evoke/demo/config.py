@@ -20,20 +20,27 @@ def demo_config(out: str | Path = "data/demo") -> dict:
     """The demo's own config layer for the demo folder ``out`` (absolute paths, as the
     manifest's ``file://`` URLs are): its manifest, shards of 20 (two for the
     40-clip demo), its annotations and the training of every task on colour and
-    motion features. Laid over the repository's ``config.yaml`` with
-    ``--configfile``; a test can lay it over any config without building the demo.
+    motion features; ``labels.viewers.subtitles``: the build's simulated subtitle files
+    (``annotations/subtitles/*_subtitle.srt``; left out where there are none, as in a
+    build older than builder 5), so ``viewer_valence`` trains on subtitle cues. Laid over
+    the repository's ``config.yaml`` with ``--configfile``; a test can lay it over any
+    config without building the demo.
     """
     out = Path(out).resolve()
+    labels = {
+        "annotations": str(out / "annotations"),
+        # leave-one-out agreement: drops the random answerers scored on 3+ videos (seed 0:
+        # 0.00 and 0.12; the next annotator 0.31)
+        "vce": {"min_annotator_agreement": 0.2},
+    }
+    subtitles = sorted((out / "annotations" / "subtitles").glob("*_subtitle.srt"))
+    if subtitles:
+        labels["viewers"] = {"subtitles": [str(p) for p in subtitles]}
     return {
         "dataset": "demo",
         "manifest": str(out / "manifest.csv"),
         "shard_size": 20,
-        "labels": {
-            "annotations": str(out / "annotations"),
-            # leave-one-out agreement: drops the random answerers scored on 3+ videos (seed 0:
-            # 0.00 and 0.12; the next annotator 0.31)
-            "vce": {"min_annotator_agreement": 0.2},
-        },
+        "labels": labels,
         "train": {
             "tasks": ["vce", "v2v", "v2v_from_emotions", "eev", "danmaku_ldl", "viewer_valence"],
             "heads": ["lightgbm", "linear", "full"],

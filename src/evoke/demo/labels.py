@@ -325,6 +325,89 @@ def simulate_viewer_valence(latent_ps: pl.DataFrame, durations: dict[str, float]
     return pl.concat(frames)
 
 
+# the subtitle words: valence-bearing words of a small fixed lexicon mixed with neutral words and
+# filler, the mixture following the latent valence of the cue's seconds (a simulation, not speech)
+SUBTITLE_WORDS = {
+    "positive": ("love", "wonderful", "happy", "beautiful", "great", "smile", "laugh", "lovely", "glad",
+                 "sweet", "amazing", "enjoy", "fun", "friend", "thanks", "perfect"),
+    "negative": ("hate", "terrible", "sad", "ugly", "awful", "cry", "afraid", "angry", "hurt", "lost",
+                 "alone", "pain", "worse", "dead", "sorry", "never"),
+    "neutral": ("table", "street", "morning", "window", "car", "paper", "door", "train", "minute", "city",
+                "water", "road", "house", "phone", "box", "today"),
+    "filler": ("the", "a", "and", "I", "you", "it", "is", "we", "to", "of", "that", "this", "so", "then",
+               "well", "oh", "just", "was", "there", "here"),
+}
+SUBTITLE_FILLER, SUBTITLE_NEUTRAL = 0.45, 0.3  # word shares: filler; neutral among the other words
+SUBTITLE_LINE_CHARS = 42  # a cue of more characters is broken into two lines (as subtitlers do)
+
+
+def _cue_words(rng: np.random.Generator, valence: float, n: int) -> str:
+    """``n`` words: filler with probability :data:`SUBTITLE_FILLER`, else neutral with
+    :data:`SUBTITLE_NEUTRAL`, else positive with ``sigmoid(2 valence)`` or negative."""
+    p_pos = 1.0 / (1.0 + math.exp(-2.0 * valence))
+    words = []
+    for _ in range(n):
+        if rng.random() < SUBTITLE_FILLER:
+            kind = "filler"
+        elif rng.random() < SUBTITLE_NEUTRAL:
+            kind = "neutral"
+        else:
+            kind = "positive" if rng.random() < p_pos else "negative"
+        words.append(str(rng.choice(SUBTITLE_WORDS[kind])))
+    text = " ".join(words)
+    return text[0].upper() + text[1:] + str(rng.choice([".", ".", ".", "!", "?", "..."]))
+
+
+def simulate_subtitles(latent_ps: pl.DataFrame, durations: dict[str, float], seed: int = 0) -> pl.DataFrame:
+    """Subtitle cues of every video: ``video_id, cue, start_s, end_s, valence, text`` (seconds of
+    the kept part; ``valence`` the mean latent valence over the cue, what its words follow).
+
+    Cues follow each other over the whole video: the first starts 0.3-2 s in, each lasts
+    1-6 s (uniform; a video's last cue ends before the video does), gaps of 0.2 s plus an
+    exponential of mean 0.8 s (at most 3 s); a cue has about 2.5 words a second (1.8-3,
+    2-16 words), drawn by :func:`_cue_words`. Times in whole milliseconds, as SRT writes them.
+    """
+    rng = np.random.default_rng([seed, 8])
+    rows = []
+    for vid, dur in durations.items():
+        traj = latent_ps.filter(pl.col("video_id") == vid).sort("time_s")
+        t, k = float(rng.uniform(0.3, 2.0)), 0
+        while dur - t >= 1.0:
+            end = min(t + float(rng.uniform(1.0, 6.0)), dur - 0.05)
+            if end - t < 1.0:
+                break
+            start, end = round(t, 3), round(end, 3)
+            valence = float(np.mean(_trajectory_at(traj, "valence", np.arange(start, end, 0.2))))
+            n = int(np.clip(round((end - start) * rng.uniform(1.8, 3.0)), 2, 16))
+            rows.append({"video_id": vid, "cue": k, "start_s": start, "end_s": end,
+                         "valence": round(valence, 4), "text": _cue_words(rng, valence, n)})
+            k += 1
+            t = end + 0.2 + min(float(rng.exponential(0.8)), 2.8)
+    return pl.DataFrame(rows, schema={"video_id": pl.String, "cue": pl.Int64, "start_s": pl.Float64,
+                                      "end_s": pl.Float64, "valence": pl.Float64, "text": pl.String})
+
+
+def _srt_time(t: float) -> str:
+    ms = int(round(t * 1000))
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def srt_text(cues: pl.DataFrame, offset_s: float = 0.0) -> str:
+    """One video's cues (:func:`simulate_subtitles` rows) as SRT: numbered from 1,
+    ``HH:MM:SS,mmm --> HH:MM:SS,mmm``, a text of more than :data:`SUBTITLE_LINE_CHARS`
+    characters on two lines, blocks separated by a blank line; times shifted by ``offset_s``
+    (clip seconds of a kept part that starts at ``offset_s``)."""
+    blocks = []
+    for n, (start, end, text) in enumerate(cues.sort("start_s").select("start_s", "end_s", "text").iter_rows(),
+                                           start=1):
+        words = text.split()
+        if len(text) > SUBTITLE_LINE_CHARS and len(words) > 1:
+            cut = min(range(1, len(words)), key=lambda i: abs(len(" ".join(words[:i])) - len(text) / 2))
+            text = " ".join(words[:cut]) + "\n" + " ".join(words[cut:])
+        blocks.append(f"{n}\n{_srt_time(start + offset_s)} --> {_srt_time(end + offset_s)}\n{text}\n")
+    return "\n".join(blocks)
+
+
 def simulate_eev(latent_ps: pl.DataFrame, durations: dict[str, float], seed: int = 0,
                  rate_hz: float = 6.0) -> pl.DataFrame:
     """EEV-style expression scores: ``Video ID, Timestamp (microseconds)`` + 15 expressions in [0, 1].
@@ -363,7 +446,7 @@ def simulate_annotations(content: pl.DataFrame, per_second: pl.DataFrame, clips:
     planned ones; the builder passes the probed ones. Returns a dict:
     ``latent``, ``latent_per_second``, ``vce_responses``, ``vce_low_quality`` (ids), ``v2v_votes``, ``danmaku`` (video_id -> XML text),
     ``danmaku_comments`` (the simulated emotion of every comment),
-    ``danmaku_corpus``, ``viewer_valence``, ``eev``.
+    ``danmaku_corpus``, ``viewer_valence``, ``subtitles`` (the cues, :func:`simulate_subtitles`), ``eev``.
     """
     latent, latent_ps = latent_affect(content, per_second, seed)
     if durations is None:
@@ -388,5 +471,6 @@ def simulate_annotations(content: pl.DataFrame, per_second: pl.DataFrame, clips:
         "danmaku_comments": pl.concat(comment_tables) if comment_tables else None,
         "danmaku_corpus": danmaku_corpus(seed),
         "viewer_valence": simulate_viewer_valence(latent_ps, durations, seed),
+        "subtitles": simulate_subtitles(latent_ps, durations, seed),
         "eev": simulate_eev(latent_ps, durations, seed),
     }

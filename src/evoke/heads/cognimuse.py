@@ -380,10 +380,12 @@ def fit_cognimuse(feats, train: dict, val: dict, predict: list[dict], cfg, ckpt_
 class CognimusePart:
     """A trained :class:`CognimuseNet` as a saved-model part (:mod:`evoke.predict.model`).
 
-    ``evoke predict`` scores seconds: the unit of second t is [t, t + 1), its words those of
-    the subtitle cues overlapping it (``feats.subtitles``: ``{video_id: [(start_s, end_s,
-    text)]}``, set by :mod:`evoke.predict.run` from the dataset's segments table or an ``.srt``
-    beside the video; none: padding only)."""
+    A model trained on segments scores segments (:meth:`predict_windows` on the windows of
+    :meth:`~evoke.tasks.viewer_valence.ViewerUnits.windows`, as training did); one trained on
+    seconds scores seconds (:meth:`predict`): the unit of second t is [t, t + 1), its words
+    those of the subtitle cues overlapping it (``feats.subtitles``: ``{video_id: [(start_s,
+    end_s, text)]}``, set by :mod:`evoke.predict.run` from the dataset's segments table or an
+    ``.srt`` beside the video; none: padding only)."""
 
     kind = "cognimuse"
 
@@ -399,8 +401,16 @@ class CognimusePart:
         starts = [float(t) for t in times]
         ends = [t + 1.0 for t in starts]
         texts = [cue_text(subs.get(v), a, b) for v, a, b in zip(video_ids, starts, ends)]
-        p = predict_probabilities(self.net, self.unit_inputs(feats, list(video_ids), starts, ends, texts))
-        return p.reshape(len(video_ids), -1)
+        return self.predict_windows(feats, {"video_id": list(video_ids), "start_s": starts, "end_s": ends,
+                                            "text": texts})
+
+    def predict_windows(self, feats, windows: dict) -> np.ndarray:
+        """(N, K) for units ``windows`` (``video_id, start_s, end_s, text``: what
+        :func:`fit_cognimuse` reads)."""
+        w = windows
+        p = predict_probabilities(self.net, self.unit_inputs(feats, list(w["video_id"]), w["start_s"], w["end_s"],
+                                                             w["text"]))
+        return p.reshape(len(w["video_id"]), -1)
 
     def save(self, folder: Path, prefix: str) -> dict:
         from evoke.store import atomic_path

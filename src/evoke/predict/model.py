@@ -4,7 +4,10 @@ A run folder ``results/{dataset}/train/{task}/{head}/{featureset}/`` holds,
 beside ``metrics.json`` and ``predictions.parquet``, a ``model/`` folder:
 
 * ``model.json``, the model card: ``format_version`` (:data:`MODEL_FORMAT`),
-  ``evoke_version``, ``task``, ``head``, ``per_second``, ``classes`` (the
+  ``evoke_version``, ``task``, ``head``, ``per_second``, ``unit`` (what the
+  head was trained on and predicts: ``video``, ``second`` or ``segment``),
+  ``segments`` (for ``segment``: ``{"source": "cues"}``, subtitle cues, or
+  ``{"source": "fixed", "segment_s": L}``), ``classes`` (the
   prediction columns, ``pred_{class}``), ``seq_len``; ``extractors``: per
   extractor the attributes its feature HDF5 files carry (``config`` and
   ``config_hash``, ``weights`` identity, ``dim``, ``evoke_version``,
@@ -190,28 +193,55 @@ class HeadModel:
     parts: list[tuple[list[int] | None, object]] = field(default_factory=list)
     # what the parts read when not the features: {"kind": "vce_intensity", "table", "columns"}
     inputs: dict | None = None
+    # the unit the head was trained on: "video", "second" or "segment" ("" : from per_second);
+    # for segments what they were: {"source": "cues"} or {"source": "fixed", "segment_s": L}
+    unit: str = ""
+    segments: dict | None = None
+
+    def __post_init__(self):
+        self.unit = self.unit or ("second" if self.per_second else "video")
 
     @property
     def reads_subtitles(self) -> bool:
         """Whether a part reads subtitle words (``feats.subtitles``, set by :mod:`evoke.predict.run`)."""
         return any(getattr(part, "vocab", None) is not None for _, part in self.parts)
 
-    def predict(self, feats, video_ids, times) -> np.ndarray:
-        """Predictions (N, K) for units ``video_ids`` (N,) and ``times`` (N,) or None (whole videos)."""
+    def predict(self, feats, video_ids, times, segments: dict | None = None) -> np.ndarray:
+        """Predictions (N, K) for units ``video_ids`` (N,) and ``times`` (N,) or None (whole videos).
+
+        ``segments`` (a ``unit: segment`` model): ``{"start_s": (N,), "text": (N,)}`` of the
+        segments whose last seconds are ``times``; they are pooled by the task's own code
+        (:func:`evoke.tasks.viewer_valence.segment_pooled_matrix`,
+        :meth:`~evoke.tasks.viewer_valence.ViewerUnits.windows`), as training pooled them."""
         n, k = len(video_ids), len(self.classes)
         out = np.zeros((n, k))
         if n == 0:
             return out
+        units = None
+        if segments is not None:
+            from evoke.tasks.viewer_valence import ViewerUnits
+
+            units = ViewerUnits(list(video_ids), [float(t) for t in times], np.zeros((n, 0)), None,
+                                [float(a) for a in segments["start_s"]], None, list(segments["text"]))
         pooled = None
         for cols, part in self.parts:
             if isinstance(part, LightPart):
                 if pooled is None:
-                    pooled = feats.pooled_matrix(list(video_ids), times, self.seq_len)
+                    pooled = self._pooled(feats, video_ids, times, units)
                 p = part.predict_pooled(pooled)
-            else:
+            elif units is not None and hasattr(part, "predict_windows"):
+                p = part.predict_windows(feats, units.windows())
+            else:  # a segment's full (EEV) network reads the seq_len steps ending at its last second
                 p = part.predict(feats, video_ids, times, self.seq_len)
             out[:, list(range(k)) if cols is None else cols] = p
         return out
+
+    def _pooled(self, feats, video_ids, times, units) -> np.ndarray:
+        if units is None:
+            return feats.pooled_matrix(list(video_ids), times, self.seq_len)
+        from evoke.tasks.viewer_valence import segment_pooled_matrix
+
+        return segment_pooled_matrix(feats, units)
 
     def save_parts(self, folder: Path) -> list[dict]:
         specs = []
@@ -240,8 +270,15 @@ class HeadModel:
             else:
                 raise PredictError(f"{folder / 'model.json'}: unknown part kind {spec['kind']!r}")
             parts.append((spec.get("columns"), part))
+        unit = card.get("unit") or ""
+        settings = (card.get("training") or {}).get("settings") or {}
+        if not unit and card["task"] == "viewer_valence" and \
+                (settings.get("viewer_valence") or {}).get("units", "segment") == "segment":
+            log.warning("%s: the card predates recording the unit (trained on segments): it is applied per "
+                        "second; train it again with this evoke to predict per segment", folder / "model.json")
         return cls(card["task"], card["head"], sorted(card["extractors"]), list(card["classes"]),
-                   int(card["seq_len"]), bool(card["per_second"]), parts, card.get("inputs"))
+                   int(card["seq_len"]), bool(card["per_second"]), parts, card.get("inputs"), unit,
+                   card.get("segments"))
 
     def predict_inputs(self, X: np.ndarray) -> np.ndarray:
         """Predictions (N, K) of a head whose parts read ``inputs`` rather than features: ``X`` (N, D)."""
@@ -365,7 +402,8 @@ def save_model(run_dir: str | Path, model: HeadModel, card: dict) -> Path:
         tmp.mkdir(parents=True)
         full = {"format_version": MODEL_FORMAT, "evoke_version": __version__,
                 "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "task": model.task, "head": model.head, "per_second": model.per_second,
+                "task": model.task, "head": model.head, "per_second": model.per_second, "unit": model.unit,
+                "segments": model.segments,
                 "classes": model.classes, "seq_len": model.seq_len, "inputs": model.inputs, **card,
                 "parts": model.save_parts(tmp)}
         (tmp / "model.json").write_text(json.dumps(_plain(full), indent=2, sort_keys=True), encoding="utf-8")

@@ -14,14 +14,20 @@
 Both return (and write) the columns of a run's ``predictions.parquet``:
 ``video_id``, ``time_s`` (per-second tasks: every second of the video's
 features), ``split`` (the dataset's; null for new files), ``pred_{class}``.
-Heads that read subtitle words (the COGNIMUSE networks) get, per second, the
-words of the cues overlapping it: from the dataset's
-``labels/viewer_valence_segments.parquet`` (:func:`predict_dataset`) or from an
-``.srt`` beside each video file (:func:`predict_videos`).
 
-Units: a whole video for per-video tasks; for per-second tasks each step of
-the features' 1 Hz grid (the first extractor's, in name order) that every
-extractor covers, the window of ``seq_len`` steps ending there.
+Units: the model's own (its card's ``unit``). A whole video for per-video
+tasks; for per-second tasks each step of the features' 1 Hz grid (the first
+extractor's, in name order) that every extractor covers, the window of
+``seq_len`` steps ending there; heads that read subtitle words (the COGNIMUSE
+networks) get, per second, the words of the cues overlapping it (from the
+dataset's ``labels/viewer_valence_segments.parquet`` with
+:func:`predict_dataset`, from an ``.srt`` beside each video file with
+:func:`predict_videos`). A ``unit: segment`` model (``viewer_valence``,
+``units: segment``) gets one row per segment, ``video_id, segment, start_s,
+end_s, time_s`` (its last second), ``split``, ``pred_*``, pooled by the task's
+own code (:func:`segment_units`): subtitle cues from the same two places (a
+video without cues is left out, logged), or the fixed-length windows of the
+card's ``segments.segment_s``.
 """
 
 from __future__ import annotations
@@ -60,19 +66,84 @@ def units_of(feats: FeatureSet, video_ids: list[str], per_second: bool) -> tuple
     return vids, times
 
 
+SEGMENT_SCHEMA = {"video_id": pl.String, "segment": pl.Int32, "start_s": pl.Float64, "end_s": pl.Float64,
+                  "text": pl.String}
+
+
+def fixed_segments(feats: FeatureSet, video_id: str, length_s: float) -> pl.DataFrame:
+    """The fixed-length segments ``[k L, (k + 1) L)`` that hold a step of the video's features
+    (its first extractor's, as :func:`units_of`), as the labels builder makes them from the
+    ratings (``labels.viewers.segment_s``): ``video_id, segment (= k), start_s, end_s, text``
+    (null)."""
+    ts = feats.data[video_id][feats.extractors[0]].timestamps_s
+    k = np.unique(np.floor(np.asarray(ts) / length_s + 1e-9)).astype(np.int64)
+    return pl.DataFrame({"video_id": [video_id] * k.size, "segment": k.astype(np.int32),
+                         "start_s": k * length_s, "end_s": (k + 1) * length_s, "text": [None] * k.size},
+                        schema=SEGMENT_SCHEMA)
+
+
+def segment_units(model: HeadModel, feats: FeatureSet, video_ids: list[str],
+                  cues: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """The segments a ``unit: segment`` model predicts: ``video_id, segment, start_s, end_s, time_s
+    (the last second), text``, in video order, those whose last second the features cover.
+
+    A model trained on fixed-length segments (its card's ``segments.segment_s``) gets those
+    windows over each video (:func:`fixed_segments`; subtitles, if any, are not its unit). One
+    trained on subtitle cues gets each video's ``cues`` (``segment, start_s, end_s, text``); a
+    video without cues is left out with a warning (its text branch would read nothing and no
+    segment length is known), and when no video has cues the run stops."""
+    from evoke.tasks.viewer_valence import segment_last_second
+
+    length = (model.segments or {}).get("segment_s")
+    frames, bare = [], []
+    for v in video_ids:
+        if length:
+            frames.append(fixed_segments(feats, v, float(length)))
+        elif v in cues and cues[v].height:
+            frames.append(cues[v].with_columns(pl.lit(v).alias("video_id")).select(list(SEGMENT_SCHEMA))
+                          .cast(SEGMENT_SCHEMA))
+        else:
+            bare.append(v)
+    if bare:
+        log.warning("%d video(s) have no subtitle cues, and the model (trained on subtitle segments) predicts "
+                    "per cue: left out: %s", len(bare), ", ".join(bare[:10]) + (" ..." if len(bare) > 10 else ""))
+    if not frames:
+        raise PredictError(f"the model ({model.task}/{model.head}) predicts per subtitle segment and none of the "
+                           f"{len(video_ids)} video(s) has subtitle cues (an .srt beside the video file, or the "
+                           "dataset's labels/viewer_valence_segments.parquet)")
+    df = pl.concat(frames).with_columns(segment_last_second().alias("time_s"))
+    keep = [feats.covers(v, t) for v, t in df.select("video_id", "time_s").iter_rows()]
+    return df.filter(pl.Series(keep, dtype=pl.Boolean)).select(
+        "video_id", "segment", "start_s", "end_s", "time_s", "text")
+
+
 def predictions_table(model: HeadModel, feats: FeatureSet, video_ids: list[str],
-                      split_of: dict[str, str] | None = None, chunk: int = CHUNK_UNITS) -> pl.DataFrame:
+                      split_of: dict[str, str] | None = None, chunk: int = CHUNK_UNITS,
+                      cues: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
     """``video_id[, time_s], split, pred_*`` for the units of ``video_ids``, ``chunk`` units at a
-    time (in video order, so the feature cache reads each video once)."""
-    vids, times = units_of(feats, video_ids, model.per_second)
+    time (in video order, so the feature cache reads each video once). A ``unit: segment`` model:
+    ``video_id, segment, start_s, end_s, time_s, split, pred_*``, one row per segment
+    (:func:`segment_units`, from ``cues``: ``{video_id: segment, start_s, end_s, text}``)."""
+    if model.unit == "segment":
+        segs = segment_units(model, feats, video_ids, cues or {})
+        vids, times = segs["video_id"].to_list(), segs["time_s"].to_list()
+        starts, texts = segs["start_s"].to_list(), segs["text"].to_list()
+    else:
+        vids, times = units_of(feats, video_ids, model.per_second)
+        segs = None
     pred = np.zeros((len(vids), len(model.classes)))
     for s in range(0, len(vids), chunk):
-        pred[s:s + chunk] = model.predict(feats, vids[s:s + chunk], None if times is None else times[s:s + chunk])
-    return _frame(model, vids, times, pred, split_of)
+        part = None if segs is None else {"start_s": starts[s:s + chunk], "text": texts[s:s + chunk]}
+        pred[s:s + chunk] = model.predict(feats, vids[s:s + chunk], None if times is None else times[s:s + chunk],
+                                          part)
+    return _frame(model, vids, times, pred, split_of, segs)
 
 
-def _frame(model: HeadModel, vids, times, pred: np.ndarray, split_of) -> pl.DataFrame:
+def _frame(model: HeadModel, vids, times, pred: np.ndarray, split_of, segs: pl.DataFrame | None = None
+           ) -> pl.DataFrame:
     cols = {"video_id": pl.Series(vids, dtype=pl.String)}
+    if segs is not None:
+        cols |= {c: segs[c] for c in ("segment", "start_s", "end_s")}
     if times is not None:
         cols["time_s"] = pl.Series(times, dtype=pl.Float64)
     cols["split"] = pl.Series([split_of.get(v) if split_of else None for v in vids], dtype=pl.String)
@@ -99,18 +170,34 @@ def predict_dataset(run_dir: str | Path, dataset_dir: str | Path, out: str | Pat
     else:
         check_features(card, feature_identity(ddir, model.extractors), str(ddir / "features"))
         feats = FeatureSet.load(ddir, model.extractors, memory_mb=memory_mb)
-        if model.reads_subtitles:
+        segments = ddir / "labels" / "viewer_valence_segments.parquet"
+        if model.reads_subtitles and model.unit != "segment":
             from evoke.tasks.viewer_valence import segment_cues
 
-            feats.subtitles = segment_cues(ddir / "labels" / "viewer_valence_segments.parquet")
+            feats.subtitles = segment_cues(segments)
         if not feats.video_ids:
             raise PredictError(f"{ddir / 'features'}: no video has features of every extractor of the model "
                                f"({', '.join(model.extractors)})")
-        table = predictions_table(model, feats, sorted(feats.video_ids), _splits(ddir))
+        cues = dataset_cues(segments) if model.unit == "segment" and not (model.segments or {}).get("segment_s") \
+            else None
+        table = predictions_table(model, feats, sorted(feats.video_ids), _splits(ddir), cues=cues)
         feats.data.close()
         log.info("%s/%s: predicted %d unit(s) of %d video(s) of %s", model.task, model.head, table.height,
                  len(feats.video_ids), ddir)
     return _finish(table, card, out, plot_dir)
+
+
+def dataset_cues(path: Path) -> dict[str, pl.DataFrame]:
+    """``{video_id: segment, start_s, end_s, text}`` of a dataset's segments table (the units a
+    segment model was trained on); empty when the table does not exist."""
+    if not path.is_file():
+        log.warning("%s does not exist: no video has segments to predict", path)
+        return {}
+    df = pl.read_parquet(path)
+    if "text" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.String).alias("text"))
+    df = df.select("video_id", "segment", "start_s", "end_s", "text").sort("video_id", "segment")
+    return {v: g.drop("video_id") for (v,), g in df.group_by(["video_id"], maintain_order=True)}
 
 
 def _predict_from_inputs(model: HeadModel, ddir: Path) -> pl.DataFrame:
@@ -231,25 +318,51 @@ def predict_videos(run_dir: str | Path, sources: list[str], out: str | Path | No
             Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="evoke-predict-")))
         _extract(wdir, manifest, ingest, frames, settings)
         feats = FeatureSet.load(wdir, model.extractors, memory_mb=None)
-        if model.reads_subtitles:
+        fixed = (model.segments or {}).get("segment_s")
+        cues = None
+        if model.unit == "segment" and not fixed:
+            cues = {v: read_srt_cues(p) for v, p in srt_beside(manifest).items()}
+        elif model.reads_subtitles and model.unit != "segment":
             feats.subtitles = subtitles_beside(manifest)
-        table = predictions_table(model, feats, [v for v in manifest["video_id"] if v in feats.video_ids])
+        table = predictions_table(model, feats, [v for v in manifest["video_id"] if v in feats.video_ids],
+                                  cues=cues)
         feats.data.close()
     log.info("%s/%s: predicted %d unit(s) of %d of %d video(s)", model.task, model.head, table.height,
              table["video_id"].n_unique(), manifest.height)
     return _finish(table, card, out, plot_dir)
 
 
-def subtitles_beside(manifest: pl.DataFrame) -> dict[str, list[tuple[float, float, str]]]:
-    """``{video_id: cues}`` from an ``.srt`` beside each local video (``clip.mp4`` -> ``clip.srt``);
-    a video without one is predicted from padding only (logged)."""
-    from evoke.labels.viewers import read_srt
-
+def srt_beside(manifest: pl.DataFrame) -> dict[str, Path]:
+    """``{video_id: path}`` of the ``.srt`` beside each local video (``clip.mp4`` -> ``clip.srt``)."""
     out = {}
     for vid, src in manifest.select("video_id", "source").iter_rows():
         srt = Path(src).with_suffix(".srt") if "://" not in src else None
         if srt is not None and srt.is_file():
-            out[vid] = [(a, b, t) for a, b, t in read_srt(srt).select("start_s", "end_s", "text").iter_rows()]
+            out[vid] = srt
+    return out
+
+
+def read_srt_cues(path: Path) -> pl.DataFrame:
+    """An SRT's cues as ``segment, start_s, end_s, text`` (:func:`evoke.labels.viewers.read_srt`, as the
+    labels stage reads them); malformed blocks are skipped and logged."""
+    from evoke.labels.common import Dropped
+    from evoke.labels.viewers import read_srt
+
+    dropped = Dropped()
+    cues = read_srt(path, dropped)
+    for reason, n in dropped.counts.items():
+        log.warning("%s: %d block(s) skipped (%s), e.g. %s", path, n, reason, "; ".join(dropped.examples[reason]))
+    return cues
+
+
+def subtitles_beside(manifest: pl.DataFrame) -> dict[str, list[tuple[float, float, str]]]:
+    """``{video_id: cues}`` from an ``.srt`` beside each local video, for a per-second model;
+    a video without one is predicted from padding only (logged)."""
+    found = srt_beside(manifest)
+    out = {}
+    for vid, src in manifest.select("video_id", "source").iter_rows():
+        if vid in found:
+            out[vid] = [(a, b, t) for a, b, t in read_srt_cues(found[vid]).select("start_s", "end_s", "text").iter_rows()]
         else:
             log.warning("%s: no .srt beside it: its text branch reads padding only", src)
     return out

@@ -17,11 +17,15 @@ then each viewer.
 
 Features of a unit: a segment pools each extractor over the seconds in
 [start_s, end_s) (mean, max, std over the valid steps; the step at start_s
-when the segment is shorter than a step) plus the step at its last second; a
-second pools the ``seq_len`` seconds ending at it, plus the step at t (the
-same layout: a saved model, ``model/``, applied by ``evoke predict`` to new
-videos reads the per-second windows). With folds the saved model is one
-more fit on every group. Full heads read the ``seq_len``
+when the segment is shorter than a step) plus the step at its last second
+(:func:`segment_last_second`); a second pools the ``seq_len`` seconds ending
+at it, plus the step at t (the same layout). The saved model (``model/``)
+records its unit (``unit``: ``segment`` or ``second``; for segments
+``segments``: ``{"source": "cues"}``, or ``{"source": "fixed", "segment_s": L}``
+when the table's segments are the labels builder's fixed-length ones, see
+:func:`segments_of`), and ``evoke predict`` applies it to the same unit,
+pooled by the same functions. With folds the saved model is one more fit on
+every group. Full heads read the ``seq_len``
 seconds ending at the unit's last second (for a segment: the segment and
 what precedes it, padded by repeating the first frame).
 
@@ -107,6 +111,25 @@ class ViewerUnits(Units):
                 "end_s": [float(t) + 1.0 for t in self.time_s],
                 "text": list(self.text) if self.text is not None else [None] * len(self),
                 "y": self.y, "mask": self.mask}
+
+
+def segment_last_second(start: str = "start_s", end: str = "end_s") -> pl.Expr:
+    """A segment's unit time ``time_s``: its last second, ``max(floor(start), ceil(end) - 1)``
+    (the second [t, t + 1) that holds its end; its start's second when it is shorter)."""
+    return pl.max_horizontal(pl.col(start).floor(), pl.col(end).ceil() - 1)
+
+
+def segments_of(df: pl.DataFrame) -> dict:
+    """What a segments table's units are, for the model card: ``{"source": "fixed", "segment_s":
+    L}`` when they are the labels builder's fixed-length segments (no text, every one ``L`` long,
+    starting at a multiple of ``L``), else ``{"source": "cues"}`` (subtitle cues)."""
+    length = (df["end_s"] - df["start_s"]).to_numpy()
+    no_text = "text" not in df.columns or df["text"].null_count() == df.height
+    if no_text and length.size and np.allclose(length, length[0], atol=1e-6) and length[0] > 0:
+        k = df["start_s"].to_numpy() / length[0]
+        if np.allclose(k, np.round(k), atol=1e-6):
+            return {"source": "fixed", "segment_s": float(length[0])}
+    return {"source": "cues"}
 
 
 def segment_pooled_matrix(feats, units: ViewerUnits) -> np.ndarray:
@@ -209,8 +232,8 @@ class ViewerValenceTask(Task):
             missing = [c for c in ("segment", "start_s", "end_s") if c not in df.columns]
             if missing:
                 raise TaskError(f"{path}: a segments table needs {', '.join(missing)} (units: segment)")
-            df = df.with_columns(
-                pl.max_horizontal(pl.col("start_s").floor(), pl.col("end_s").ceil() - 1).alias("time_s"))
+            df = df.with_columns(segment_last_second().alias("time_s"))
+            self.segments = segments_of(df)
         viewers = sorted(c.split("__", 1)[1] for c in df.columns if c.startswith(f"{avg}__"))
         cols = [avg] + [f"{avg}__{v}" for v in viewers]
         order = ["video_id", "segment"] if self.units == "segment" else ["video_id", "time_s"]
@@ -250,6 +273,15 @@ class ViewerValenceTask(Task):
         return [cue_text(cues.get(v), t, t + 1.0) for v, t in zip(df["video_id"], df["time_s"])]
 
     # -------------------------------------------------------------- heads
+
+    segments: dict | None = None  # what the segments are (segments_of), set by load with units: segment
+
+    def head_model(self, head, feats, classes, parts):
+        """The task's :class:`~evoke.predict.model.HeadModel` with its unit (and segments) recorded."""
+        model = super().head_model(head, feats, classes, parts)
+        model.unit = self.units
+        model.segments = self.segments if self.units == "segment" else None
+        return model
 
     def _features(self, feats, u: ViewerUnits) -> np.ndarray:
         if self.units == "segment":
