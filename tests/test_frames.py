@@ -299,25 +299,3 @@ def test_reading_on_to_the_next_keyframe_instead_of_seeking(tmp_path, monkeypatc
     for (ft, img), (rt, rimg) in zip(got, ref, strict=True):
         assert ft == pytest.approx(rt, abs=1e-6)
         np.testing.assert_array_equal(img, rimg)
-
-
-def test_decoding_thread_stops_with_the_caller_and_hands_on_errors(media, monkeypatch):
-    """sample_frames decodes in a second thread: a caller that stops early stops it, and an error
-    there is raised in the caller's thread, not lost."""
-    import threading
-
-    from evoke import frames as F
-
-    info = probe(media["cfr"])
-    gen = sample_frames(media["cfr"], 1.0, 0, "pyav", info)
-    next(gen)
-    gen.close()
-    assert not [t for t in threading.enumerate() if t.name == "frames-decode"]
-
-    def broken(self, t):
-        raise MemoryError("no room for the frame")
-
-    monkeypatch.setattr(F._PyAVSampler, "frame_at", broken)
-    with pytest.raises(MemoryError, match="no room"):
-        list(sample_frames(media["cfr"], 1.0, 0, "pyav", info))
-    assert not [t for t in threading.enumerate() if t.name == "frames-decode"]

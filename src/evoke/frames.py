@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
-import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -381,7 +379,8 @@ def sample_frames(
     try:
         w, h = output_size(info["width"], info["height"], short_side)
         shown, img = None, None
-        for i, t, got in _decoded_ahead(sampler, targets):
+        for i, t in enumerate(targets):
+            got = sampler.frame_at(float(t))
             if got is None:
                 continue
             ft, frame = got
@@ -393,45 +392,6 @@ def sample_frames(
             yield i, float(t), ft, img
     finally:
         sampler.close()
-
-
-def _decoded_ahead(sampler: _PyAVSampler, targets: np.ndarray, depth: int = 2):
-    """``(i, t, sampler.frame_at(t))`` for each target, decoded in a second thread up to ``depth``
-    targets ahead: PyAV lets go of the GIL while it decodes and scales, so the caller's
-    conversion and its own work on a frame overlap the decoding of the next ones. The
-    sampler is used by that thread alone, and it has stopped when this generator ends."""
-    out: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work():
-        try:
-            for i, t in enumerate(targets):
-                if not put((i, float(t), sampler.frame_at(float(t)))):
-                    return
-        except BaseException as exc:  # handed to the caller's thread, raised there
-            put(exc)
-            return
-        put(None)
-
-    worker = threading.Thread(target=work, name="frames-decode", daemon=True)
-    worker.start()
-    try:
-        while (item := out.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join()
 
 
 def _drain_points(taken: np.ndarray, key_times: np.ndarray, targets: np.ndarray, tb: float) -> dict[int, float]:
