@@ -269,3 +269,33 @@ def test_dense_targets_with_b_frames_get_the_frame_on_screen(tmp_path):
     for (ft, img), (rt, rimg) in zip(got, ref, strict=True):
         assert ft == pytest.approx(rt, abs=1e-6)
         np.testing.assert_array_equal(img, rimg)
+
+
+@pytest.mark.parametrize("open_gop", [False, True])
+def test_reading_on_to_the_next_keyframe_instead_of_seeking(tmp_path, monkeypatch, open_gop):
+    """Past a drain point the sampler reads on to the next target's keyframe without sending the
+    decoder the packets between, when that keyframe is an IDR picture (closed groups): no seek at
+    all. x264's open groups start at non-IDR keyframes whose leading B-frames refer to the group
+    before: there it drains and seeks as before. Either way the frames are a full decode's."""
+    from evoke import frames as F
+
+    path = tmp_path / "gop.mp4"  # 25 fps, B-frames, a keyframe every 1.2 s
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=6",
+                    "-c:v", "libx264", "-bf", "3", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0",
+                    "-x264-params", f"open-gop={int(open_gop)}", "-pix_fmt", "yuv420p", str(path)], check=True)
+    seeks, afresh = [], []
+    seek, starts_afresh = F._PyAVSampler._seek, F._PyAVSampler._starts_afresh
+    monkeypatch.setattr(F._PyAVSampler, "_seek", lambda self, t, drain=True: (
+        seeks.append(t) if t is not None else None, seek(self, t, drain))[1])
+    monkeypatch.setattr(F._PyAVSampler, "_starts_afresh", lambda self, packet: (
+        afresh.append(starts_afresh(self, packet)), afresh[-1])[1])
+    info = probe(path)
+    targets = target_times(info["duration_s"], 1.0)
+    got = [(ft, rgb) for _, _, ft, rgb in sample_frames(path, 1.0, 0, info=info)]
+    assert len(afresh) >= 3  # a read-on began at each keyframe the next second lies past
+    assert not any(afresh) if open_gop else all(afresh)
+    assert len(seeks) == (len(afresh) if open_gop else 0)
+    ref = reference_frames(path, targets)
+    for (ft, img), (rt, rimg) in zip(got, ref, strict=True):
+        assert ft == pytest.approx(rt, abs=1e-6)
+        np.testing.assert_array_equal(img, rimg)

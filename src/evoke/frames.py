@@ -10,7 +10,9 @@ only when the next target lies past the next keyframe, the fastest exact
 method we measured (bench/RESULTS.md). Since the packet scan tells which frame
 each target takes, only what those frames depend on is decoded: non-reference
 frames no target takes are skipped, and before a seek the decoder is drained
-right after the last frame taken instead of decoding ahead. Only the chosen frames are converted to
+right after the last frame taken instead of decoding ahead; when that keyframe is an IDR
+picture and near, it reads on to it instead of seeking, sending the decoder none of the packets
+between (its frame threads stay busy). Only the chosen frames are converted to
 RGB, scaled so their short side is at most ``short_side`` and turned upright
 by the stream's rotation.
 
@@ -41,6 +43,7 @@ import av
 import h5py
 import numpy as np
 import polars as pl
+from av.video.reformatter import VideoReformatter
 
 from evoke import EvokeError
 from evoke.config import fingerprint as make_fingerprint
@@ -55,6 +58,16 @@ REORDER_DEPTH = 4
 # decoders that honour a change of skip_frame from one packet to the next (they
 # decide per picture); other codecs decode every frame as before
 SKIP_NONREF_CODECS = ("h264", "hevc")
+
+# NAL unit types of a picture that starts afresh (the decoder drops every reference
+# before it): H.264 IDR; HEVC IDR_W_RADL and IDR_N_LP (a CRA or BLA may have leading
+# pictures that refer to the group before it, so it is not one)
+_IDR_NAL = {"h264": (5,), "hevc": (19, 20)}
+
+# at most this many packets are read past, rather than seeked over, to the keyframe
+# after a drain point (demuxing one costs about 10 us; a seek flushes the decoder and
+# its frame threads start again empty)
+MAX_SKIP_PACKETS = 300
 
 STATUS_SCHEMA = {
     "video_id": pl.String,
@@ -106,6 +119,36 @@ def _frame_duration(frame: av.VideoFrame, time_base: float, fallback: float) -> 
     return d * time_base if d and time_base else fallback
 
 
+def _nal_length_size(codec: str, extradata: bytes | None) -> int:
+    """Bytes of the length before each NAL unit in a packet (avcC / hvcC extradata); 0: Annex B start codes."""
+    if not extradata or extradata[0] != 1:
+        return 0
+    at = {"h264": 4, "hevc": 21}.get(codec)
+    return (extradata[at] & 3) + 1 if at is not None and len(extradata) > at else 0
+
+
+def _first_picture_nal_type(data: bytes, codec: str, length_size: int) -> int | None:
+    """The NAL unit type of the first coded slice in a packet of ``codec``; None when there is none."""
+    units: list[int] = []  # offsets of the NAL headers
+    if length_size:
+        i = 0
+        while i + length_size < len(data):
+            units.append(i + length_size)
+            i += length_size + int.from_bytes(data[i:i + length_size], "big")
+    else:
+        i = data.find(b"\0\0\1")
+        while i >= 0:
+            units.append(i + 3)
+            i = data.find(b"\0\0\1", i + 3)
+    for at in units:
+        if at >= len(data):
+            break
+        kind = data[at] & 0x1F if codec == "h264" else (data[at] >> 1) & 0x3F
+        if (1 <= kind <= 5) if codec == "h264" else kind <= 31:
+            return kind
+    return None
+
+
 class _PyAVSampler:
     """Sequential decoder with keyframe-aware seeking (see the module docstring).
 
@@ -125,10 +168,21 @@ class _PyAVSampler:
     keyframes: about a quarter less decoding). Should the seek not come, the
     sampler seeks back to the keyframe before the target and decodes on
     without draining, so the frame returned never depends on the plan.
+
+    ``skip_to`` maps some drain points to the timestamp (ticks) of that next
+    keyframe: there the sampler neither drains nor seeks but reads on, sending
+    the decoder no packet until that keyframe's, so its frame threads stay busy
+    across the gap (7 seeks on 8.3 s keyframes at 1 Hz, 29 on 2 s ones). Only an
+    IDR picture is read into this way (it drops every reference before it, so the
+    packets left out cannot matter); at any other keyframe, or when the keyframe
+    does not come, the sampler drains there and seeks as above. If the frame
+    returned for the drain point's target is not the planned one, it seeks back
+    and decodes on without the plan.
     """
 
     def __init__(self, path: Path, keyframes: np.ndarray, fps: float | None,
-                 taken_pts: set[int] | None = None, drain_pts: dict[int, float] | None = None):
+                 taken_pts: set[int] | None = None, drain_pts: dict[int, float] | None = None,
+                 skip_to: dict[int, int] | None = None):
         self.container = av.open(str(path))
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
@@ -137,6 +191,10 @@ class _PyAVSampler:
         self.taken_pts = taken_pts
         self.skip_nonref = bool(taken_pts) and self.stream.codec_context.name in SKIP_NONREF_CODECS
         self.drain_pts = drain_pts or {}
+        self.skip_to = skip_to or {}
+        codec = self.stream.codec_context.name
+        self._idr = _IDR_NAL.get(codec)
+        self._nal_length = _nal_length_size(codec, self.stream.codec_context.extradata) if self._idr else 0
         self.serving = -1.0  # the target frame_at is looking for (drains happen only for it)
         self.paused = False  # the decoder was drained at a drain point: the next frame needs a seek
         self.step = 1.0 / fps if fps else 0.04
@@ -158,6 +216,8 @@ class _PyAVSampler:
             if self.paused:
                 self.stream.codec_context.flush_buffers()  # leave the drained (end of stream) state
         self.paused = False
+        self.heading: float | None = None  # the keyframe (s) read on to, skipping the packets before it
+        self.skipped_for: tuple[float, int] | None = None  # (target, planned frame's ticks) of that read
         self._frames = self._decode_packets(drain)
         self.prev, self.ahead, self.exhausted = None, None, False
         self._buffer: list[tuple[float, av.VideoFrame]] = []
@@ -165,22 +225,61 @@ class _PyAVSampler:
 
     def _decode_packets(self, drain: bool = True) -> Iterator[av.VideoFrame]:
         """``container.decode(stream)``, choosing per packet whether a non-reference frame may be
-        skipped, and draining the decoder after a drain point (then ``paused``)."""
+        skipped; past a drain point, reading on to the next keyframe or draining the decoder
+        (then ``paused``)."""
         cc = self.stream.codec_context
+        skipping_to = None  # the keyframe (ticks) read on to
+        fed = None  # a drain point fed while an earlier target was served, before its keyframe
         for packet in self.container.demux(self.stream):
+            if fed is not None and abs(self.drain_pts[fed] - self.serving) < 1e-9:
+                skipping_to, fed = self._read_on(fed), None  # now serving the target that takes it
+            elif fed is not None and self.serving > self.drain_pts[fed]:
+                fed = None  # its target was served before the next packet was needed
+            if skipping_to is not None:  # read on to the keyframe: no target needs these packets
+                if packet.pts is not None and packet.pts != skipping_to:
+                    continue
+                skipping_to = None
+                if packet.pts is None or not self._starts_afresh(packet):
+                    yield from self._drain(cc)  # not an IDR (or no keyframe came): drain, the sampler seeks
+                    return
+            if fed is not None and (packet.is_keyframe or packet.pts is None or packet.pts >= self.skip_to[fed]):
+                fed = None  # the keyframe is being fed: nothing left to read past
             if self.skip_nonref:
                 taken = packet.pts is None or packet.pts in self.taken_pts
                 cc.skip_frame = "DEFAULT" if taken else "NONREF"
             yield from packet.decode()
-            # drain only while serving the target that takes this frame: with B-frames a later
-            # target's packet is fed (decode order) before an earlier target's frame is decoded
-            if (drain and packet.pts is not None and packet.pts in self.drain_pts
-                    and abs(self.drain_pts[packet.pts] - self.serving) < 1e-9):
-                self.paused = True
-                for frame in cc.decode(None):  # the frames still inside the decoder's threads
-                    frame.time_base = self.stream.time_base  # (a flush packet carries none)
-                    yield frame
-                return
+            if not drain or packet.pts is None or packet.pts not in self.drain_pts:
+                continue
+            # past a drain point only while serving the target that takes its frame: with B-frames
+            # a later target's packet is fed (decode order) before an earlier target's frame decodes
+            if abs(self.drain_pts[packet.pts] - self.serving) < 1e-9:
+                skipping_to = self._read_on(packet.pts)
+                if skipping_to is None:
+                    yield from self._drain(cc)
+                    return
+            elif packet.pts in self.skip_to:
+                fed = packet.pts  # read on from here once its target is served, if the keyframe is not fed by then
+
+    def _read_on(self, pts: int) -> int | None:
+        """The keyframe (ticks) to read on to from drain point ``pts``; None: drain there."""
+        key = self.skip_to.get(pts)
+        if key is not None:
+            self.heading, self.skipped_for = key * self.tb, (self.serving, pts)
+        return key
+
+    def _drain(self, cc) -> Iterator[av.VideoFrame]:
+        """The frames still inside the decoder's threads, after which it is ``paused``."""
+        self.paused = True
+        for frame in cc.decode(None):
+            frame.time_base = self.stream.time_base  # (a flush packet carries none)
+            yield frame
+
+    def _starts_afresh(self, packet: av.Packet) -> bool:
+        """Whether ``packet`` is an IDR picture, which drops every reference before it."""
+        if not self._idr or not packet.is_keyframe:
+            return False
+        kind = _first_picture_nal_type(bytes(packet), self.stream.codec_context.name, self._nal_length)
+        return kind in self._idr
 
     def _decode_one(self) -> tuple[float, av.VideoFrame] | None:
         try:
@@ -219,7 +318,8 @@ class _PyAVSampler:
         self.serving = t
         key = self.keyframes[self.keyframes <= t + 1e-9]
         last_seen = (self.ahead or self.prev or (None, None))[0]
-        if key.size and (last_seen is None or key[-1] > last_seen + 1e-9) and self.prev is not None:
+        if (key.size and (last_seen is None or key[-1] > last_seen + 1e-9) and self.prev is not None
+                and not (self.heading is not None and abs(key[-1] - self.heading) < 1e-9)):
             self._seek(key[-1])  # the target lies past the next keyframe: jump there
         while True:
             if self.ahead is None:
@@ -227,11 +327,19 @@ class _PyAVSampler:
                 if self.ahead is None and self.paused:
                     if self.prev is not None and abs(self.drain_pts.get(self.prev[1].pts, -1.0) - t) < 1e-9:
                         break  # drained right after the frame the plan has t take: it is on screen at t
+                    if self.heading is not None:  # read on to a keyframe that is no IDR: seek there instead
+                        self._seek(self.heading)
+                        continue
                     self._seek(float(key[-1]) if key.size else 0.0, drain=False)  # a seek that did not come
                     continue
             if self.ahead is None or self.ahead[0] > t + 1e-9:
                 break
             self.prev, self.ahead = self.ahead, None
+        if (self.skipped_for is not None and abs(self.skipped_for[0] - t) < 1e-9
+                and (self.prev is None or self.prev[1].pts != self.skipped_for[1])):
+            # read on past packets while serving t, but t's frame is not the planned one
+            self._seek(float(key[-1]) if key.size else 0.0, drain=False)
+            return self.frame_at(t)
         if self.prev is None and self.ahead is not None:
             return self.ahead  # target before the first frame: take the first frame
         if self.ahead is None and self.exhausted and t >= self.decoded_end - 1e-9:
@@ -271,21 +379,28 @@ def sample_frames(
     if backend != "pyav":
         raise EvokeError(f"unknown frames backend {backend!r} (pyav, decord or nvdec)")
     times, keys, tb = video_packet_times(path)
-    taken_pts, drain_pts = None, None
+    taken_pts, drain_pts, skip_to = None, None, None
     if times.size and tb:  # the timestamp of the frame each target takes: only these must decode
         taken = times[frame_on_screen(times, targets)]
         taken_pts = {int(round(x / tb)) for x in taken}
         drain_pts = _drain_points(taken, times[keys], targets, tb)
-    sampler = _PyAVSampler(path, times[keys], info.get("fps_avg"), taken_pts, drain_pts)
+        skip_to = _skip_points(drain_pts, times, times[keys], targets, tb)
+    sampler = _PyAVSampler(path, times[keys], info.get("fps_avg"), taken_pts, drain_pts, skip_to)
+    reformatter = VideoReformatter()  # one scaler for the video, set up once
     try:
         w, h = output_size(info["width"], info["height"], short_side)
+        shown, img = None, None
         for i, t in enumerate(targets):
             got = sampler.frame_at(float(t))
             if got is None:
                 continue
             ft, frame = got
-            img = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
-            yield i, float(t), ft, _upright(img, info["rotation"])
+            if frame is shown:  # on screen for several targets: converted once
+                yield i, float(t), ft, img.copy()
+                continue
+            rgb = reformatter.reformat(frame, format="rgb24", width=w, height=h, interpolation="AREA")
+            shown, img = frame, _upright(rgb.to_ndarray(), info["rotation"])
+            yield i, float(t), ft, img
     finally:
         sampler.close()
 
@@ -298,6 +413,23 @@ def _drain_points(taken: np.ndarray, key_times: np.ndarray, targets: np.ndarray,
     ki = np.searchsorted(key_times, targets[1:] + 1e-9, side="right") - 1
     next_key = np.where(ki >= 0, key_times[np.maximum(ki, 0)], -np.inf)
     return {int(round(x / tb)): float(t) for x, t, k in zip(taken[:-1], targets[:-1], next_key) if k > x + 1e-9}
+
+
+def _skip_points(drain_pts: dict[int, float], times: np.ndarray, key_times: np.ndarray, targets: np.ndarray,
+                 tb: float) -> dict[int, int]:
+    """The drain points (ticks) from which the sampler reads on to the next target's keyframe (its
+    timestamp in ticks) instead of seeking: those with at most ``MAX_SKIP_PACKETS`` packets between."""
+    out = {}
+    for x, t in drain_pts.items():
+        j = int(np.searchsorted(targets, t + 1e-9, side="right"))  # the next target
+        ki = int(np.searchsorted(key_times, targets[j] + 1e-9, side="right")) - 1 if j < targets.size else -1
+        if ki < 0:
+            continue
+        key = float(key_times[ki])
+        between = int(np.searchsorted(times, key - 1e-9)) - int(np.searchsorted(times, x * tb + 1e-9))
+        if between <= MAX_SKIP_PACKETS:
+            out[x] = int(round(key / tb))
+    return out
 
 
 def _sample_decord(path: Path, targets: np.ndarray, short_side: int, info: dict):
