@@ -47,7 +47,7 @@ from av.video.reformatter import VideoReformatter
 
 from evoke import EvokeError
 from evoke.config import fingerprint as make_fingerprint
-from evoke.media import MediaError, probe, video_packet_times
+from evoke.media import SKIP_NONREF_CODECS, MediaError, probe, video_packet_times
 from evoke.store import atomic_path, h5_attrs, mark_part, run_shard
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,6 @@ log = logging.getLogger(__name__)
 # frames a decoder may hand out ahead of an earlier-presented one (packed B-frames)
 REORDER_DEPTH = 4
 
-# decoders that honour a change of skip_frame from one packet to the next (they
-# decide per picture); other codecs decode every frame as before
-SKIP_NONREF_CODECS = ("h264", "hevc")
 
 # NAL unit types of a picture that starts afresh (the decoder drops every reference
 # before it): H.264 IDR; HEVC IDR_W_RADL and IDR_N_LP (a CRA or BLA may have leading

@@ -281,8 +281,9 @@ def decoded_end_time(path: Path, key_times: np.ndarray, time_base: float) -> flo
     return _last_decoded(path, key_times, time_base)[0]
 
 
-# decoders that honour a change of skip_frame from one packet to the next (as in evoke.frames)
-_SKIP_NONREF_CODECS = ("h264", "hevc")
+# decoders that honour a change of skip_frame from one packet to the next (probe's last group of
+# pictures here, and the frames stage's sampler: evoke.frames imports it)
+SKIP_NONREF_CODECS = ("h264", "hevc")
 
 
 def _last_decoded(path: Path, key_times: np.ndarray, time_base: float,
@@ -345,7 +346,7 @@ def _decode_tail(container, key: float, time_base: float, skip_nonref: bool) -> 
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"  # frame threads: the same frames (checked on the bad-input corpus)
     cc = stream.codec_context
-    skip_nonref = skip_nonref and cc.name in _SKIP_NONREF_CODECS
+    skip_nonref = skip_nonref and cc.name in SKIP_NONREF_CODECS
     if skip_nonref:  # nor deblock: no frame's time or decoding depends on it, and this pass is checked
         cc.options = {**cc.options, "skip_loop_filter": "all"}
     if time_base > 0:
