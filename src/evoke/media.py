@@ -264,11 +264,21 @@ def video_packet_digest(path: Path, name: str | None = None) -> tuple[int, str]:
 def _scan_file(path: Path, name: str | None, digest: bool) -> tuple[np.ndarray, np.ndarray, float, str]:
     try:
         with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            h = _digest(stream) if digest else None
-            return *_packet_times(container, stream, h), h.hexdigest() if h is not None else ""
+            return _scan(container, name or path.name, digest)
     except (av.FFmpegError, IndexError) as exc:
         raise MediaError(f"{name or path.name}: cannot demux video packets: {exc}") from exc
+
+
+def _scan(container, name: str, digest: bool) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """:func:`_packet_times` of an open container's first video stream and, with ``digest``, the
+    hex :func:`_digest` of its packets ("" without)."""
+    stream = container.streams.video[0]
+    h = _digest(stream) if digest else None
+    try:
+        times, keys, tb = _packet_times(container, stream, h)
+    except av.FFmpegError as exc:
+        raise MediaError(f"{name}: cannot demux video packets: {exc}") from exc
+    return times, keys, tb, h.hexdigest() if h is not None else ""
 
 
 def decoded_end_time(path: Path, key_times: np.ndarray, time_base: float) -> float | None:
@@ -459,13 +469,7 @@ def _describe(path: Path, name: str, info: dict, container, digest: bool,
     if container is None:
         times, keys, tb, hexdigest = _scan_file(path, name, digest)
     else:
-        stream = container.streams.video[0]
-        h = _digest(stream) if digest else None
-        try:
-            times, keys, tb = _packet_times(container, stream, h)
-        except av.FFmpegError as exc:
-            raise MediaError(f"{name}: cannot demux video packets: {exc}") from exc
-        hexdigest = h.hexdigest() if h is not None else ""
+        times, keys, tb, hexdigest = _scan(container, name, digest)
     if times.size == 0:
         raise MediaError(f"{name}: the video stream has no frames")
     avg = _rate(v.get("avg_frame_rate")) or _rate(v.get("r_frame_rate"))
