@@ -309,12 +309,15 @@ def clip_video(src: Path, dest: Path, start: float | None, end: float | None, na
 
 def _first_command(src: Path, folder: Path, has_audio: bool, audio_rate: int) -> tuple[list[str], str]:
     """The ffmpeg arguments :func:`strip_audio` tries first, and what they do (for messages)."""
-    video = folder / "video.mp4"
-    base = ["-fflags", "+genpts", "-i", str(src), "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn",
-            "-movflags", "+faststart", str(video)]
+    mp4 = [*_copy_video(src), "-movflags", "+faststart", str(folder / "video.mp4")]
     if has_audio:
-        return [*base, *_to_wav(audio_rate), str(folder / "audio.wav")], "stream copy and audio extraction"
-    return base, "stream copy to MP4"
+        return [*mp4, *_to_wav(audio_rate), str(folder / "audio.wav")], "stream copy and audio extraction"
+    return mp4, "stream copy to MP4"
+
+
+def _copy_video(src: Path) -> list[str]:
+    """ffmpeg arguments: the first video stream of ``src``, stream-copied, nothing else."""
+    return ["-fflags", "+genpts", "-i", str(src), "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn"]
 
 
 def _to_wav(audio_rate: int) -> list[str]:
@@ -355,7 +358,7 @@ def strip_audio(
     except MediaError as exc:
         first_failed = exc
     video.unlink(missing_ok=True)
-    base = ["-fflags", "+genpts", "-i", str(src), "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn"]
+    base = _copy_video(src)
     if has_audio:
         log.debug("%s; writing the video and the audio one at a time", first_failed)
         (folder / "audio.wav").unlink(missing_ok=True)
