@@ -168,6 +168,24 @@ def read_continuous(paths, config: ContinuousConfig | None = None, video_id: str
     return pl.concat(frames, how="diagonal_relaxed")
 
 
+# a segments table's columns (before the label columns), as predict reads them too
+SEGMENTS_SCHEMA = {"video_id": pl.String, "segment": pl.Int32, "start_s": pl.Float64, "end_s": pl.Float64,
+                   "text": pl.String}
+
+
+def fixed_segments(video_id: str, times_s: np.ndarray, length_s: float) -> pl.DataFrame:
+    """The fixed-length segments ``[k L, (k + 1) L)`` of one video that hold one of ``times_s``
+    (``labels.viewers.segment_s``; never a range from 0 to the largest time, which is unbounded
+    without a known duration): ``video_id, segment (= k), start_s, end_s, text`` (null), by k.
+    The labels builder makes them from the rating times and ``evoke predict`` from the feature
+    steps of a new video, so both give a time the same segment."""
+    k = np.unique(np.floor(np.asarray(times_s, dtype=np.float64) / length_s)).astype(np.int64)
+    starts = k * length_s
+    return pl.DataFrame({"video_id": [video_id] * k.size, "segment": k.astype(np.int32),
+                         "start_s": starts.astype(np.float64), "end_s": starts + length_s,
+                         "text": [None] * k.size}, schema=SEGMENTS_SCHEMA)
+
+
 def read_srt(path: str | Path, dropped: Dropped | None = None) -> pl.DataFrame:
     """An SRT file to ``segment, start_s, end_s, text`` (cues in file order, renumbered from 0)."""
     path = Path(path)
@@ -307,16 +325,8 @@ def continuous_labels(ratings: pl.DataFrame, config: ContinuousConfig | None = N
     elif config.segment_s:
         # the segments that hold samples (times are unbounded without a known duration: never a
         # range from 0 to the largest time)
-        idx = df.select("video_id", (pl.col("time_s") / config.segment_s).floor().cast(pl.Int64).alias("k")).unique()
-        for (vid,), rows in idx.sort("video_id", "k").group_by(["video_id"], maintain_order=True):
-            k = rows["k"].to_numpy()
-            n = len(k)
-            starts = k * config.segment_s
-            seg_tables.append(pl.DataFrame({"segment": k.astype(np.int32), "start_s": starts.astype(np.float64),
-                                            "end_s": starts + config.segment_s, "text": [None] * n,
-                                            "video_id": [vid] * n},
-                                           schema={"segment": pl.Int32, "start_s": pl.Float64, "end_s": pl.Float64,
-                                                   "text": pl.String, "video_id": pl.String}))
+        for (vid,), rows in df.sort("video_id").group_by(["video_id"], maintain_order=True):
+            seg_tables.append(fixed_segments(vid, rows["time_s"].to_numpy(), config.segment_s))
     if seg_tables:
         segs = pl.concat(seg_tables, how="diagonal_relaxed")
         # every sample to the segments containing it (cues may overlap: a join on intervals)

@@ -66,20 +66,13 @@ def units_of(feats: FeatureSet, video_ids: list[str], per_second: bool) -> tuple
     return vids, times
 
 
-SEGMENT_SCHEMA = {"video_id": pl.String, "segment": pl.Int32, "start_s": pl.Float64, "end_s": pl.Float64,
-                  "text": pl.String}
-
-
 def fixed_segments(feats: FeatureSet, video_id: str, length_s: float) -> pl.DataFrame:
-    """The fixed-length segments ``[k L, (k + 1) L)`` that hold a step of the video's features
-    (its first extractor's, as :func:`units_of`), as the labels builder makes them from the
-    ratings (``labels.viewers.segment_s``): ``video_id, segment (= k), start_s, end_s, text``
-    (null)."""
-    ts = feats.data[video_id][feats.extractors[0]].timestamps_s
-    k = np.unique(np.floor(np.asarray(ts) / length_s + 1e-9)).astype(np.int64)
-    return pl.DataFrame({"video_id": [video_id] * k.size, "segment": k.astype(np.int32),
-                         "start_s": k * length_s, "end_s": (k + 1) * length_s, "text": [None] * k.size},
-                        schema=SEGMENT_SCHEMA)
+    """The fixed-length segments that hold a step of the video's features (its first
+    extractor's, as :func:`units_of`), made as the labels builder makes them from the ratings
+    (:func:`evoke.labels.viewers.fixed_segments`)."""
+    from evoke.labels import viewers
+
+    return viewers.fixed_segments(video_id, feats.data[video_id][feats.extractors[0]].timestamps_s, length_s)
 
 
 def segment_units(model: HeadModel, feats: FeatureSet, video_ids: list[str],
@@ -92,6 +85,7 @@ def segment_units(model: HeadModel, feats: FeatureSet, video_ids: list[str],
     trained on subtitle cues gets each video's ``cues`` (``segment, start_s, end_s, text``); a
     video without cues is left out with a warning (its text branch would read nothing and no
     segment length is known), and when no video has cues the run stops."""
+    from evoke.labels.viewers import SEGMENTS_SCHEMA
     from evoke.tasks.viewer_valence import segment_last_second
 
     length = (model.segments or {}).get("segment_s")
@@ -100,8 +94,8 @@ def segment_units(model: HeadModel, feats: FeatureSet, video_ids: list[str],
         if length:
             frames.append(fixed_segments(feats, v, float(length)))
         elif v in cues and cues[v].height:
-            frames.append(cues[v].with_columns(pl.lit(v).alias("video_id")).select(list(SEGMENT_SCHEMA))
-                          .cast(SEGMENT_SCHEMA))
+            frames.append(cues[v].with_columns(pl.lit(v).alias("video_id")).select(list(SEGMENTS_SCHEMA))
+                          .cast(SEGMENTS_SCHEMA))
         else:
             bare.append(v)
     if bare:
