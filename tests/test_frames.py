@@ -273,7 +273,8 @@ def test_dense_targets_with_b_frames_get_the_frame_on_screen(tmp_path):
 
 @pytest.mark.parametrize("open_gop", [False, True])
 def test_reading_on_to_the_next_keyframe_instead_of_seeking(tmp_path, monkeypatch, open_gop):
-    """Past a drain point the sampler reads on to the next target's keyframe without sending the
+    """One decoder (``workers=1``; with more, closed groups are decoded side by side instead).
+    Past a drain point the sampler reads on to the next target's keyframe without sending the
     decoder the packets between, when that keyframe is an IDR picture (closed groups): no seek at
     all. x264's open groups start at non-IDR keyframes whose leading B-frames refer to the group
     before: there it drains and seeks as before. Either way the frames are a full decode's."""
@@ -291,7 +292,7 @@ def test_reading_on_to_the_next_keyframe_instead_of_seeking(tmp_path, monkeypatc
         afresh.append(starts_afresh(self, packet)), afresh[-1])[1])
     info = probe(path)
     targets = target_times(info["duration_s"], 1.0)
-    got = [(ft, rgb) for _, _, ft, rgb in sample_frames(path, 1.0, 0, info=info)]
+    got = [(ft, rgb) for _, _, ft, rgb in sample_frames(path, 1.0, 0, info=info, workers=1)]
     assert len(afresh) >= 3  # a read-on began at each keyframe the next second lies past
     assert not any(afresh) if open_gop else all(afresh)
     assert len(seeks) == (len(afresh) if open_gop else 0)
