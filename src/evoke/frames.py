@@ -744,14 +744,14 @@ def settings_fingerprint(settings: dict) -> str:
 
 def write_video_frames(
     video: Path, dest: Path, group: str, settings: dict, info: dict | None = None,
-    fingerprint: str | None = None,
+    fingerprint: str | None = None, workers: int | None = None,
 ) -> dict:
     """Sample ``video`` and write its frames to a new HDF5 file ``dest`` (group ``group``).
 
     Written to a temporary name and renamed when complete. Returns a status dict
     (``n_frames``, ``n_valid``, ``height``, ``width``), also recorded in the
     group with ``fingerprint`` when one is given (a resumable shard part).
-    Raises MediaError when no frame at all can be decoded.
+    Raises MediaError when no frame at all can be decoded. ``workers``: see :func:`sample_frames`.
     """
     info = info or probe(video)
     targets = target_times(info["duration_s"], settings["rate_hz"])
@@ -765,7 +765,7 @@ def write_video_frames(
         frame_time = np.full(len(targets), np.nan)
         mask = np.zeros(len(targets), dtype=bool)
         for i, _, ft, img in sample_frames(
-            video, settings["rate_hz"], settings["short_side"], settings["backend"], info
+            video, settings["rate_hz"], settings["short_side"], settings["backend"], info, workers=workers
         ):
             if img.shape[:2] != (h, w):
                 raise MediaError(f"{video.name}: picture size changed mid-stream ({img.shape[1]}x{img.shape[0]})")
@@ -795,13 +795,14 @@ def part_size_bound(row: dict, settings: dict) -> int:
 
 
 def frames_shard(probe_rows: pl.DataFrame, dataset_dir: Path, settings: dict, shard: str, out: Path,
-                 status_out: Path | None = None) -> pl.DataFrame:
+                 status_out: Path | None = None, workers: int | None = None) -> pl.DataFrame:
     """Sample the frames of every ingested video of a shard into ``out`` (HDF5).
 
     Videos whose ingest failed are skipped (their failure is already recorded).
     Finished videos of a killed earlier run are reused when their settings
     fingerprint matches. Returns one ``STATUS_SCHEMA`` row per ingested video,
-    also written to ``status_out`` when given (before the parts are removed).
+    also written to ``status_out`` when given (before the parts are removed). ``workers``:
+    see :func:`sample_frames`.
     """
     dataset_dir = Path(dataset_dir)
     sfp = settings_fingerprint(settings)
@@ -814,7 +815,7 @@ def frames_shard(probe_rows: pl.DataFrame, dataset_dir: Path, settings: dict, sh
     def work(row: dict, part: Path, fp: str) -> dict:
         info = {k: row[k] for k in info_keys}
         return write_video_frames(dataset_dir / row["video_path"], part, row["video_id"], settings, info,
-                                  fingerprint=fp)
+                                  fingerprint=fp, workers=workers)
 
     def table(status: list[dict]) -> pl.DataFrame:
         for r in status:
