@@ -28,7 +28,7 @@ from evoke.features.base import (
 )
 from evoke.features.base import EXTRACTORS as REGISTRY
 from evoke.features.colour import colour_stats
-from evoke.features.stage import features_shard, video_input, write_features
+from evoke.features.stage import features_shard, frames_provenance, video_input, write_features
 from evoke.frames import frames_shard
 from evoke.ingest import ingest_shard
 
@@ -171,8 +171,7 @@ def test_resume_reuses_finished_parts_without_reading_their_frames(shard, tmp_pa
             fp = fingerprint(ext.config_hash(), row["fingerprint"], f[vid].attrs["config_hash"], None)
             video = video_input(f, row, root)
             write_features(parts / f"{vid}.h5", vid, ext.extract(video).check(ext, video.n_steps),
-                           video.timestamps_s, ext, fp, frames_config_hash=f[vid].attrs["config_hash"],
-                           torch_threads=None)
+                           video.timestamps_s, ext, fp, torch_threads=None, **frames_provenance(f[vid].attrs))
     with caplog.at_level(logging.INFO, logger="evoke.store"):
         status = features_shard("colour", config, broken, probe, root, "s00000", tmp_path / "out.h5")
     assert (status["status"] == "ok").all(), status["error"].to_list()

@@ -17,7 +17,7 @@ from evoke.config import validate_config
 from evoke.features import EXTRACTORS, ExtractorConfig, FeatureExtractor, FeatureResult, VideoInput
 from evoke.features.base import FeatureError, register_extractor
 from evoke.features.colour import colour_stats
-from evoke.features.stage import features_shard, video_input
+from evoke.features.stage import FRAMES_SETTINGS, features_shard, video_input
 from evoke.frames import frames_shard
 from evoke.ingest import ingest_shard
 from evoke.weights import WeightSpec, WeightsMissing
@@ -72,6 +72,9 @@ def test_features_are_aligned_to_the_frames_grid(shard):
             assert g["mask"][()].all()
             assert g.attrs["extractor"] == "colour" and g.attrs["weights"] == "none"
             assert g.attrs["config_hash"] and g.attrs["evoke_version"]
+            # the frames settings the values came from, which stay when the frames file goes
+            assert {k: g.attrs[f"frames_{k}"] for k in FRAMES_SETTINGS} == \
+                {"rate_hz": 1.0, "short_side": 96, "backend": "pyav", "config_hash": fr[vid].attrs["config_hash"]}
 
 
 def test_motion_is_higher_for_moving_content(shard, media, tmp_path):

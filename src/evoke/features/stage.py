@@ -4,7 +4,11 @@ Output: ``results/{dataset}/features/{extractor}/{shard}.h5``, one group per
 video with ``values`` (T, *step_shape) float32, ``timestamps_s`` (T,) (the
 frames grid), ``mask`` (T,) or (T, slots) bool, and attributes ``extractor``,
 ``config`` (JSON), ``config_hash``, ``weights`` (identity of the weights),
-``evoke_version``, ``dim``, ``frames_config_hash``. An extractor's extra
+``evoke_version``, ``dim`` and the frames settings the features were made from,
+``frames_rate_hz``, ``frames_short_side``, ``frames_backend``,
+``frames_config_hash`` (:func:`frames_provenance`: a model card reads them there
+when the frames files are gone, ``frames.keep: false``; stores written before
+carry only ``frames_config_hash``). An extractor's extra
 per-step outputs (``FeatureResult.extras``) are further datasets of the group,
 first dimension T, listed in the attribute ``extras``; ``facenet`` writes
 ``face_boxes`` (T, 2, 4) float32 (``x1, y1, x2, y2`` in pixels of the stored
@@ -114,6 +118,16 @@ def video_input(frames_file: h5py.File, row: dict, dataset_dir: Path,
         _frames_dataset=g["frames"],
         _prefetch=prefetch,
     )
+
+
+# the frames settings a video's features group records (attributes frames_{key}), from its frames group
+FRAMES_SETTINGS = ("rate_hz", "short_side", "backend", "config_hash")
+
+
+def frames_provenance(frames_attrs) -> dict:
+    """The attributes ``frames_{key}`` of a features group: the :data:`FRAMES_SETTINGS` of the
+    frames group (``frames_attrs``) its video was read from."""
+    return {f"frames_{k}": frames_attrs.get(k) for k in FRAMES_SETTINGS}
 
 
 def _per_step_dataset(g: h5py.Group, name: str, arr: np.ndarray) -> None:
@@ -243,8 +257,7 @@ def features_shard(name: str, settings: dict, frames_path: Path, probe_rows: pl.
             else:
                 result = run_extractor(extractor, video)
             return write_features(part, row["video_id"], result, video.timestamps_s, extractor, fp,
-                                  frames_config_hash=frames[row["video_id"]].attrs["config_hash"],
-                                  torch_threads=threads)
+                                  torch_threads=threads, **frames_provenance(frames[row["video_id"]].attrs))
 
         def table(status: list[dict]) -> pl.DataFrame:
             for r in status:

@@ -12,7 +12,10 @@ beside ``metrics.json`` and ``predictions.parquet``, a ``model/`` folder:
   extractor the attributes its feature HDF5 files carry (``config`` and
   ``config_hash``, ``weights`` identity, ``dim``, ``evoke_version``,
   ``frames_config_hash``); ``frames``: the frames settings the features were
-  made from (``rate_hz``, ``short_side``, ``backend``, ``config_hash``);
+  made from (``rate_hz``, ``short_side``, ``backend``, ``config_hash``; from the
+  frames files, or the features groups' ``frames_*`` attributes where the frames
+  are gone, :func:`frames_identity`; null when neither says: such a model
+  predicts only with ``--dataset``);
   ``ingest``: the ingest settings when the run was given them; ``training``:
   the dataset, the run's ``config_hash`` and settings, the unit counts;
   ``metrics``: the val and test metrics; ``parts``: how the head's files make
@@ -348,26 +351,49 @@ def feature_identity(dataset_dir: str | Path, extractors: list[str]) -> dict[str
     return out
 
 
-def frames_identity(dataset_dir: str | Path, video_id: str) -> dict | None:
+def frames_identity(dataset_dir: str | Path, video_id: str, extractors: list[str] | None = None) -> dict | None:
     """The frames settings of one video of the dataset (``rate_hz, short_side, backend,
-    config_hash``), from its group in ``frames/{shard}.h5`` (its shard as the features index
-    names it); None when the frames are not there."""
+    config_hash``): from its group in ``frames/{shard}.h5`` (its shard as the features index
+    names it) and from the ``frames_*`` attributes of its features groups (of ``extractors``,
+    all when None; :func:`evoke.features.stage.frames_provenance`), which stay when the frames
+    files are removed (``frames.keep: false``). None when neither says (the frames are gone and
+    the features were extracted before the stage recorded them). Sources that disagree stop
+    with :class:`PredictError` naming both files."""
+    from evoke.features.stage import FRAMES_SETTINGS
+
     ddir = Path(dataset_dir)
     index_path = ddir / "features" / "index.parquet"
     if not index_path.exists():
         return None
-    index = pl.read_parquet(index_path)
-    if "shard" not in index.columns:
-        return None
-    shards = index.filter(pl.col("video_id") == video_id)["shard"].drop_nulls().unique().to_list()
+    index = pl.read_parquet(index_path).filter(pl.col("video_id") == video_id)
+    shards = index["shard"].drop_nulls().unique().sort().to_list() if "shard" in index.columns else []
+    if "status" in index.columns:
+        index = index.filter(pl.col("status") == "ok")
+    if extractors is not None:
+        index = index.filter(pl.col("extractor").is_in(list(extractors)))
+    found: dict[str, dict] = {}  # file -> the settings it records
     for shard in shards:
         path = ddir / "frames" / f"{shard}.h5"
         if path.exists():
             with h5py.File(path, "r") as f:
                 if video_id in f:
-                    a = f[video_id].attrs
-                    return {k: _attr(a.get(k)) for k in ("rate_hz", "short_side", "backend", "config_hash")}
-    return None
+                    found[str(path)] = {k: _attr(f[video_id].attrs.get(k)) for k in FRAMES_SETTINGS}
+                    break
+    if {"h5_path", "h5_group"} <= set(index.columns):
+        for path, group in index.select("h5_path", "h5_group").unique().sort("h5_path").iter_rows():
+            with h5py.File(ddir / path, "r") as f:
+                a = f[group].attrs if group in f else {}
+                have = {k: _attr(a.get(f"frames_{k}")) for k in FRAMES_SETTINGS}
+            if all(v is not None for v in have.values()):
+                found[str(ddir / path)] = have
+    if not found:
+        return None
+    (first, want), *rest = found.items()
+    for other, have in rest:
+        if have != want:
+            raise PredictError(f"{video_id}: {first} records frames settings {want} but {other} {have}: the "
+                               "features were not extracted from these frames; run the features stage again")
+    return want
 
 
 def check_features(card: dict, found: dict[str, dict], where: str) -> None:

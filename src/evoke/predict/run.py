@@ -258,8 +258,9 @@ def stage_settings(card: dict) -> tuple[dict, dict]:
     from evoke.frames import settings_fingerprint
 
     if not card.get("frames"):
-        raise PredictError(f"{card['_folder']}/model.json records no frames settings (the run's frames were "
-                           "not found at training time): predict from a dataset's features instead (--dataset)")
+        raise PredictError(f"{card['_folder']}/model.json records no frames settings (at training time the run's "
+                           "frames files were gone and its features predate recording them): predict from a "
+                           "dataset's features instead (--dataset), or extract the features again and retrain")
     ingest = dict(card.get("ingest") or {})
     if not ingest:
         log.warning("the model card records no ingest settings: using the schema defaults")

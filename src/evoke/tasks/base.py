@@ -395,7 +395,7 @@ def model_card(task: Task, record: dict, data: TaskData, dataset_dir: Path, inge
             log.warning("the model card records no feature settings: %s", exc)
             extractors = {e: dict.fromkeys(IDENTITY_KEYS) for e in record["features"]}
         first = next((v for s in SPLITS for v in data.splits[s].video_id), None)
-        frames = frames_identity(dataset_dir, first) if first is not None else None
+        frames = frames_identity(dataset_dir, first, record["features"]) if first is not None else None
     return {"description": task.description, "extractors": extractors, "feature_set": record["feature_set"],
             "frames": frames, "ingest": ingest_settings,
             "training": {"dataset": Path(dataset_dir).name, "config_hash": record["config_hash"],
