@@ -2,7 +2,6 @@
 be those of one decoder and of a full decode, whatever the codec, the group structure, the
 container or the targets."""
 
-import logging
 import subprocess
 import threading
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import reference_frames
+from conftest import MEGAMIND, reference_frames, require_media
 from evoke import frames as F
 from evoke.frames import sample_frames, target_times
 from evoke.media import probe, video_packet_times
@@ -86,22 +85,18 @@ def test_parts_side_by_side_give_the_frames_of_one_decoder_and_a_full_decode(cli
     assert (len(parts) >= 2) == (name in ("h264", "hevc", "vp9", "rotated"))
 
 
-def test_a_seek_that_misses_its_keyframe_decodes_that_part_from_the_start(clips, caplog):
-    """A part whose start is no keyframe (the seek lands on the keyframe before): the part is
-    decoded again from the first packet, and the frames are still a full decode's."""
-    path = clips["h264"]
+def test_a_seek_that_lands_past_its_keyframe_is_made_again_earlier(tmp_path):
+    """MPEG-TS seeks by byte position: on this clip (x264's scene-cut keyframes) a seek to the
+    keyframe at 5.57 s lands on the one at 7.91 s, and before the fix 6 of 33 targets at 2.9 Hz
+    took that later group's first frame. One decoder (TS is never split into parts)."""
+    require_media()
+    path = tmp_path / "cuts.ts"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(MEGAMIND), "-t", "12", "-vf", "scale=240:176",
+                    "-c:v", "libx264", "-preset", "veryfast", "-an", str(path)], check=True)
     info = probe(path)
-    targets = target_times(info["duration_s"], 1.0)
-    times, keys, tb = video_packet_times(path)
-    not_key = int(round(times[~keys][40] / tb))  # a B- or P-frame inside the second group
-    parts = [(None, np.arange(0, 3)), (not_key, np.arange(3, 6))]
-    w, h = F.output_size(info["width"], info["height"], 0)
-    plan = (times[keys], info["fps_avg"], None, None)
-    with caplog.at_level(logging.WARNING, logger="evoke.frames"):
-        got = list(F._sample_parts(path, targets, parts, plan, F._Picture(w, h, 0), 2))
-    assert "did not land on its keyframe" in caplog.text
+    targets = target_times(info["duration_s"], 2.9)
+    got = list(sample_frames(path, 2.9, 0, info=info))
     ref = reference_frames(path, targets)
-    assert [i for i, *_ in got] == list(range(6))
     for (_, _, ft, img), (rt, rimg) in zip(got, ref, strict=True):
         assert ft == pytest.approx(rt, abs=1e-6)
         np.testing.assert_array_equal(img, rimg)

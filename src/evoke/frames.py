@@ -7,7 +7,8 @@ duration, so a 10.0 s video gives 10 frames at 1 Hz and a one-frame video one.
 
 Decoding streams through the file (bounded memory on a 2-hour film) and seeks
 only when the next target lies past the next keyframe, the fastest exact
-method we measured (bench/RESULTS.md). Since the packet scan tells which frame
+method we measured (bench/RESULTS.md). Where a seek lands is checked: an
+MPEG-TS seek can land past the keyframe asked for, and is then made again earlier. Since the packet scan tells which frame
 each target takes, only what those frames depend on is decoded: non-reference
 frames no target takes are skipped, and before a seek the decoder is drained
 right after the last frame taken instead of decoding ahead; when that keyframe is an IDR
@@ -199,7 +200,7 @@ class _PyAVSampler:
             self.stream.thread_type = "AUTO"
         else:
             self.stream.codec_context.thread_count = threads
-        self.expect_pts: int | None = None  # the packet a seek must land on (seek_to_split)
+        self.landing: int | None = None  # the keyframe (ticks) a seek must land on (_land)
         self.tb = float(self.stream.time_base)
         self.keyframes = keyframes
         self.taken_pts = taken_pts
@@ -225,10 +226,15 @@ class _PyAVSampler:
         self.container.close()
 
     def _seek(self, t: float | None, drain: bool = True):
+        """Decode from the keyframe at ``t`` (s; None: from where the container is). A seek to a
+        keyframe is checked where it lands (:meth:`_land`)."""
+        self.landing = None
         if t is not None:
             self.container.seek(int(round(t / self.tb)), stream=self.stream, backward=True)
             if self.paused:
                 self.stream.codec_context.flush_buffers()  # leave the drained (end of stream) state
+            if self.keyframes.size and np.abs(self.keyframes - t).min() < 1e-9:
+                self.landing = int(round(t / self.tb))
         self.paused = False
         self.heading: float | None = None  # the keyframe (s) read on to, skipping the packets before it
         self.skipped_for: tuple[float, int] | None = None  # (target, planned frame's ticks) of that read
@@ -238,10 +244,30 @@ class _PyAVSampler:
         self._count_time = t or 0.0
 
     def seek_to_split(self, pts: int) -> None:
-        """Seek to the splitting keyframe at ``pts`` (ticks; see :class:`_Splits`); the first
-        packet read must be that keyframe's, else decoding raises :class:`_SeekMissed`."""
+        """Seek to the splitting keyframe at ``pts`` (ticks; see :class:`_Splits`)."""
         self._seek(pts * self.tb)
-        self.expect_pts = pts
+
+    def _land(self, packets: Iterator[av.Packet], key: int) -> Iterator[av.Packet]:
+        """The packets from the keyframe at ``key`` (ticks) on, after a seek to it.
+
+        An MP4 or Matroska seek lands on the keyframe asked for. MPEG-TS seeks by byte position
+        and can land past it (on H.264 with scene-cut keyframes, 6 of 33 targets at 2.9 Hz took
+        the next group's first frame) or before it. Landed before: the packets up to the keyframe
+        are passed over unfed. Landed past: the container is seeked again, 1, 2, 4 ... s earlier
+        (from the first keyframe on, the start of the stream), and the packets up to the
+        keyframe passed over."""
+        back, first = 1.0, True
+        for packet in packets:
+            if packet.pts == key:
+                yield packet
+                break
+            if first and packet.pts is not None and packet.pts > key and back < 2 * (key * self.tb - self.keyframes[0]) + 2:
+                at = max(key * self.tb - back, self.keyframes[0] - 1.0)
+                self.container.seek(int(round(at / self.tb)), stream=self.stream, backward=True)
+                back *= 2
+                continue  # (the next packet is the first of the new position)
+            first = False
+        yield from packets
 
     def _decode_packets(self, drain: bool = True) -> Iterator[av.VideoFrame]:
         """``container.decode(stream)``, choosing per packet whether a non-reference frame may be
@@ -250,12 +276,10 @@ class _PyAVSampler:
         cc = self.stream.codec_context
         skipping_to = None  # the keyframe (ticks) read on to
         fed = None  # a drain point fed while an earlier target was served, before its keyframe
-        expect, self.expect_pts = self.expect_pts, None
-        for packet in self.container.demux(self.stream):
-            if expect is not None:
-                if packet.pts != expect:
-                    raise _SeekMissed(f"landed on {packet.pts}, not {expect}")
-                expect = None
+        packets = self.container.demux(self.stream)
+        if self.landing is not None:
+            packets = self._land(packets, self.landing)
+        for packet in packets:
             if fed is not None and abs(self.drain_pts[fed] - self.serving) < 1e-9:
                 skipping_to, fed = self._read_on(fed), None  # now serving the target that takes it
             elif fed is not None and self.serving > self.drain_pts[fed]:
@@ -559,10 +583,6 @@ def _parts(targets: np.ndarray, split_times: np.ndarray, tb: float) -> list[tupl
     return out if len(out) >= 2 else []
 
 
-class _SeekMissed(Exception):
-    """A part's seek did not land on its splitting keyframe."""
-
-
 class _Stopped(Exception):
     """The consumer of the parts went away."""
 
@@ -577,7 +597,6 @@ def _sample_parts(path: Path, targets: np.ndarray, parts: list, plan: tuple, pic
     takes, so every part decodes exactly as the sequential sampler decodes it after its seek: the
     same frames, taken by the same "frame on screen" rule. At most ``workers + 1`` parts are in
     flight and each holds at most ``PART_QUEUE`` pictures, so memory does not grow with the video.
-    Should a seek not land on its keyframe, that part is decoded from the start of the stream.
 
     Why: one frame-threaded decoder uses about 1.3 of 2 cores on 1 Hz targets (each group's
     decoding waits on its references, and a drain empties its threads); two single-threaded ones
@@ -610,15 +629,8 @@ def _sample_parts(path: Path, targets: np.ndarray, parts: list, plan: tuple, pic
                 sampler = local.sampler = fresh()  # the first part: from the first packet, unseeked
             if start is not None:
                 sampler.seek_to_split(start)
-            try:
-                for item in picture.serve(sampler, targets, indices):
-                    put(q, item)
-            except _SeekMissed:
-                log.warning("%s: a seek to %.3f s did not land on its keyframe; that part is decoded "
-                            "from the start of the stream", path.name, start * sampler.tb)
-                sampler = local.sampler = fresh()
-                for item in picture.serve(sampler, targets, indices):
-                    put(q, item)
+            for item in picture.serve(sampler, targets, indices):
+                put(q, item)
             put(q, _PART_END)
         except _Stopped:
             pass
