@@ -43,13 +43,19 @@ def test_undecodable_audio_falls_back_to_no_audio(media, tmp_path):
     assert video.is_file() and wav is None
 
 
-def _sequential_last_frame(path):
-    """Independent reference: every packet from the start, one thread, no seek, no skipping."""
+def _sequential_last_frame(path, frame_threads=False):
+    """Independent reference: every packet from the start, one thread (or, with
+    ``frame_threads``, FFmpeg's frame threads), no seek, no skipping."""
     import av
 
     last = None
     with av.open(str(path)) as c:
-        for packet in c.demux(video=0):
+        stream = c.streams.video[0]
+        if frame_threads:
+            stream.thread_type = "AUTO"
+        else:
+            stream.codec_context.thread_count = 1
+        for packet in c.demux(stream):
             try:
                 frames = packet.decode()
             except av.FFmpegError:
@@ -77,7 +83,27 @@ def test_skipping_non_reference_frames_keeps_the_full_decodes_last_frame(media, 
     for path, proven in ((media["cfr"], True), (media["vfr"], True), (damaged, False)):
         times, keys, tb = video_packet_times(path)
         with av.open(str(path)) as c:
-            tail = _decode_tail(c, times[keys][-1], tb, skip_nonref=True)
+            tail = _decode_tail(c, times[keys][-1], tb, fast=True)
         assert tail.skipped and tail.proven is proven, path.name  # both ways are exercised
         assert decoded_end_time(path, times[keys], tb) == _sequential_last_frame(path), path.name
     assert tail.last < _sequential_last_frame(damaged)  # the skipping pass alone would have been wrong
+
+
+def test_a_cut_file_decodes_as_far_as_one_thread_gets(media):
+    """A cut MP4 with B-frames (moov first): FFmpeg's frame threads lose the frames still
+    inside them when the last packet is cut short, so a threaded decode ends early
+    (1.6 s against 1.8 s here). Probe's decoded end is the single-thread full decode's."""
+    import av
+
+    from evoke.media import decoded_end_time, video_packet_times
+
+    path = media["truncated_faststart"]
+    one = _sequential_last_frame(path)
+    assert _sequential_last_frame(path, frame_threads=True) < one  # the case this guards is here
+    times, keys, tb = video_packet_times(path)
+    assert decoded_end_time(path, times[keys], tb) == one
+    info = probe(path)
+    with av.open(str(path)) as c:
+        first = min(p.pts for p in c.demux(video=0) if p.pts is not None) * float(c.streams.video[0].time_base)
+    assert info["decoded_duration_s"] == pytest.approx(one - first + 1 / info["fps_avg"])
+    assert info["decoded_duration_s"] < info["duration_s"] - 2  # the header keeps the uncut 5 s
