@@ -107,3 +107,19 @@ def test_a_cut_file_decodes_as_far_as_one_thread_gets(media):
         first = min(p.pts for p in c.demux(video=0) if p.pts is not None) * float(c.streams.video[0].time_base)
     assert info["decoded_duration_s"] == pytest.approx(one - first + 1 / info["fps_avg"])
     assert info["decoded_duration_s"] < info["duration_s"] - 2  # the header keeps the uncut 5 s
+
+
+def test_mpegts_last_group_is_found_although_its_demuxer_seeks_by_decoding_time(tmp_path):
+    """A 2 s MPEG-TS with B-frames: seeking to the last keyframe's presentation time lands
+    after the keyframe (the demuxer seeks by decoding time), where nothing decodes; probe
+    seeks earlier and reads on to the keyframe's packet."""
+    from conftest import VTEST
+    from evoke.media import decoded_end_time, video_packet_times
+
+    ts = tmp_path / "clip.ts"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(VTEST), "-t", "2", "-vf", "scale=160:120",
+                    "-c:v", "libx264", "-preset", "veryfast", "-an", "-f", "mpegts", str(ts)], check=True)
+    times, keys, tb = video_packet_times(ts)
+    assert decoded_end_time(ts, times[keys], tb) == _sequential_last_frame(ts)
+    info = probe(ts)
+    assert info["decoded_duration_s"] == pytest.approx(info["duration_s"]) == pytest.approx(2.0)

@@ -291,6 +291,9 @@ def decoded_end_time(path: Path, key_times: np.ndarray, time_base: float) -> flo
     return _last_decoded(path, key_times, time_base)[0]
 
 
+# how much before a keyframe the last-group decode seeks (then reads on to the keyframe's packet)
+SEEK_EARLY_S = 1.0
+
 # decoders that honour a change of skip_frame from one packet to the next (probe's last group of
 # pictures here, and the frames stage's sampler: evoke.frames imports it)
 SKIP_NONREF_CODECS = ("h264", "hevc")
@@ -367,8 +370,16 @@ def _decode_tail(container, key: float, time_base: float, fast: bool) -> _Tail:
     skip_nonref = fast and cc.name in SKIP_NONREF_CODECS
     if skip_nonref:  # nor deblock: no frame's time or decoding depends on it, and this pass is checked
         cc.options = {**cc.options, "skip_loop_filter": "all"}
+    key_tick = None
     if time_base > 0:
-        container.seek(int(round(key / time_base)), stream=stream, backward=True)
+        # a second early, then on to the keyframe's own packet: a demuxer that seeks by decoding
+        # timestamps (MPEG-TS) lands after a keyframe sought by its presentation time, where
+        # nothing decodes (a whole 4 s TS file failed probe so); MP4 lands on the keyframe
+        key_tick = int(round(key / time_base))
+        try:
+            container.seek(int(round((key - SEEK_EARLY_S) / time_base)), stream=stream, backward=True)
+        except av.FFmpegError:  # nothing indexed that early (a cut MKV without cues): the keyframe itself
+            container.seek(key_tick, stream=stream, backward=True)
     state = {"last": None, "rotation": None}
 
     def take(frames) -> None:
@@ -380,6 +391,10 @@ def _decode_tail(container, key: float, time_base: float, fast: bool) -> _Tail:
     top, ended = None, False
     try:
         for packet in container.demux(stream):  # the last, empty packet flushes the decoder
+            if key_tick is not None:
+                if (packet.pts if packet.pts is not None else packet.dts) != key_tick:
+                    continue  # before the keyframe (demuxed, never decoded)
+                key_tick = None
             below = packet.pts is not None and top is not None and packet.pts < top
             if skip_nonref:
                 cc.skip_frame = "NONREF" if below else "DEFAULT"
