@@ -21,14 +21,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-import av
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import ffmpeg, loadavg, log, make_segment, measure  # noqa: E402
 
 import evoke.media as current  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from conftest import single_thread_last_frame  # noqa: E402  (the tests' reference)
 OPENCV = Path("/usr/share/doc/opencv-doc/examples/data")
 
 
@@ -42,23 +42,6 @@ def load_revision(rev: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def single_thread_end(path: Path) -> float | None:
-    """The reference: every packet from the start on one thread, drained; the latest frame time."""
-    last = None
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        stream.codec_context.thread_count = 1
-        for packet in c.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.FFmpegError:
-                continue
-            for f in frames:
-                if f.time is not None:
-                    last = f.time if last is None else max(last, f.time)
-    return last
 
 
 def cut(src: Path, frac: float, out: Path) -> Path:
@@ -108,7 +91,7 @@ def main() -> int:
     versions = {args.ref: ref, "working tree": current}
     log(f"load average before: {loadavg()}")
     for group, paths in files(args.out).items():
-        truth = {p: single_thread_end(p) for p in paths}
+        truth = {p: single_thread_last_frame(p) for p in paths}
         best = {}
         for _ in range(args.reps):
             for name, module in versions.items():

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import MEGAMIND
+from conftest import MEGAMIND, single_thread_last_frame
 from evoke.ingest import strip_audio
 from evoke.media import probe
 
@@ -43,29 +43,6 @@ def test_undecodable_audio_falls_back_to_no_audio(media, tmp_path):
     assert video.is_file() and wav is None
 
 
-def _sequential_last_frame(path, frame_threads=False):
-    """Independent reference: every packet from the start, one thread (or, with
-    ``frame_threads``, FFmpeg's frame threads), no seek, no skipping."""
-    import av
-
-    last = None
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        if frame_threads:
-            stream.thread_type = "AUTO"
-        else:
-            stream.codec_context.thread_count = 1
-        for packet in c.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.FFmpegError:
-                continue
-            for f in frames:
-                if f.time is not None:
-                    last = f.time if last is None else max(last, f.time)
-    return last
-
-
 def test_skipping_non_reference_frames_keeps_the_full_decodes_last_frame(media, tmp_path):
     """The last group of pictures decodes without the non-reference frames that cannot be the
     latest; when the latest frame does not come out that way (here its packet is damaged), the
@@ -85,8 +62,8 @@ def test_skipping_non_reference_frames_keeps_the_full_decodes_last_frame(media, 
         with av.open(str(path)) as c:
             tail = _decode_tail(c, times[keys][-1], tb, fast=True)
         assert tail.skipped and tail.proven is proven, path.name  # both ways are exercised
-        assert decoded_end_time(path, times[keys], tb) == _sequential_last_frame(path), path.name
-    assert tail.last < _sequential_last_frame(damaged)  # the skipping pass alone would have been wrong
+        assert decoded_end_time(path, times[keys], tb) == single_thread_last_frame(path), path.name
+    assert tail.last < single_thread_last_frame(damaged)  # the skipping pass alone would have been wrong
 
 
 def test_a_cut_file_decodes_as_far_as_one_thread_gets(media):
@@ -98,8 +75,8 @@ def test_a_cut_file_decodes_as_far_as_one_thread_gets(media):
     from evoke.media import decoded_end_time, video_packet_times
 
     path = media["truncated_faststart"]
-    one = _sequential_last_frame(path)
-    assert _sequential_last_frame(path, frame_threads=True) < one  # the case this guards is here
+    one = single_thread_last_frame(path)
+    assert single_thread_last_frame(path, frame_threads=True) < one  # the case this guards is here
     times, keys, tb = video_packet_times(path)
     assert decoded_end_time(path, times[keys], tb) == one
     info = probe(path)
@@ -120,6 +97,6 @@ def test_mpegts_last_group_is_found_although_its_demuxer_seeks_by_decoding_time(
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(VTEST), "-t", "2", "-vf", "scale=160:120",
                     "-c:v", "libx264", "-preset", "veryfast", "-an", "-f", "mpegts", str(ts)], check=True)
     times, keys, tb = video_packet_times(ts)
-    assert decoded_end_time(ts, times[keys], tb) == _sequential_last_frame(ts)
+    assert decoded_end_time(ts, times[keys], tb) == single_thread_last_frame(ts)
     info = probe(ts)
     assert info["decoded_duration_s"] == pytest.approx(info["duration_s"]) == pytest.approx(2.0)
