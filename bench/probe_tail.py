@@ -68,7 +68,8 @@ def files(out: Path) -> dict[str, list[Path]]:
                                      if p.suffix in (".mp4", ".mkv", ".webm", ".avi")),
         "720p 30 s (clean, GOP 250 and 60)": [long_gop, short_gop],
         "720p 30 s cut at 70 % (GOP 250)": [cut(fast, 0.7, out / "probe_seg_cut70.mp4")],
-        "B-frame MP4s cut at 30/50/90 %": [cut(mm, f, out / f"probe_mm_cut{int(f * 100)}.mp4") for f in (0.3, 0.5, 0.9)],
+        "B-frame MP4s cut at 30/50/90 %": [cut(mm, f, out / f"probe_mm_cut{int(f * 100)}.mp4")
+                                           for f in (0.3, 0.5, 0.9)],
         "MPEG-TS 2 s (B-frames)": [ts],
     }
 

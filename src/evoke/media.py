@@ -374,7 +374,7 @@ def _decode_tail(container, key: float, time_base: float, fast: bool) -> _Tail:
     if time_base > 0:
         # a second early, then on to the keyframe's own packet: a demuxer that seeks by decoding
         # timestamps (MPEG-TS) lands after a keyframe sought by its presentation time, where
-        # nothing decodes (a whole 4 s TS file failed probe so); MP4 lands on the keyframe
+        # nothing decodes (a whole TS file with B-frames failed probe so); MP4 lands on the keyframe
         key_tick = int(round(key / time_base))
         try:
             container.seek(int(round((key - SEEK_EARLY_S) / time_base)), stream=stream, backward=True)
