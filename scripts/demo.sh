@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/snakemake --cores "${EVOKE_CORES:-2}" --configfile data/demo/config.yaml "$@"
+# targets first: --configfile (like --config) takes every word after it up to the next option
+.venv/bin/snakemake --cores "${EVOKE_CORES:-2}" "$@" --configfile data/demo/config.yaml
 report=results/demo/report/report.html
 if [ -f "$report" ]; then
   echo "[demo] the report: $report (and report.md beside it); progress: .venv/bin/evoke status --dataset demo"

@@ -108,6 +108,29 @@ def media(tmp_path_factory) -> dict[str, Path]:
     return m
 
 
+def single_thread_last_frame(path: Path, frame_threads: bool = False) -> float | None:
+    """Independent reference for where a file's pictures end: the latest frame time (s) of
+    every packet decoded from the start, on one thread (or, with ``frame_threads``, FFmpeg's
+    frame threads), no seek, no skipping; None when nothing decodes. bench/probe_tail.py
+    checks probe against it too."""
+    last = None
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        if frame_threads:
+            stream.thread_type = "AUTO"
+        else:
+            stream.codec_context.thread_count = 1
+        for packet in c.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                continue
+            for f in frames:
+                if f.time is not None:
+                    last = f.time if last is None else max(last, f.time)
+    return last
+
+
 def reference_frames(path: Path, targets: np.ndarray) -> list[tuple[float, np.ndarray]]:
     """Independent reference: decode every frame in order (no seeking), then take for
     each target the last frame presented at or before it (the first frame before that)."""

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import MEGAMIND
+from conftest import MEGAMIND, single_thread_last_frame
 from evoke.ingest import strip_audio
 from evoke.media import probe
 
@@ -43,23 +43,6 @@ def test_undecodable_audio_falls_back_to_no_audio(media, tmp_path):
     assert video.is_file() and wav is None
 
 
-def _sequential_last_frame(path):
-    """Independent reference: every packet from the start, one thread, no seek, no skipping."""
-    import av
-
-    last = None
-    with av.open(str(path)) as c:
-        for packet in c.demux(video=0):
-            try:
-                frames = packet.decode()
-            except av.FFmpegError:
-                continue
-            for f in frames:
-                if f.time is not None:
-                    last = f.time if last is None else max(last, f.time)
-    return last
-
-
 def test_skipping_non_reference_frames_keeps_the_full_decodes_last_frame(media, tmp_path):
     """The last group of pictures decodes without the non-reference frames that cannot be the
     latest; when the latest frame does not come out that way (here its packet is damaged), the
@@ -77,7 +60,43 @@ def test_skipping_non_reference_frames_keeps_the_full_decodes_last_frame(media, 
     for path, proven in ((media["cfr"], True), (media["vfr"], True), (damaged, False)):
         times, keys, tb = video_packet_times(path)
         with av.open(str(path)) as c:
-            tail = _decode_tail(c, times[keys][-1], tb, skip_nonref=True)
+            tail = _decode_tail(c, times[keys][-1], tb, fast=True)
         assert tail.skipped and tail.proven is proven, path.name  # both ways are exercised
-        assert decoded_end_time(path, times[keys], tb) == _sequential_last_frame(path), path.name
-    assert tail.last < _sequential_last_frame(damaged)  # the skipping pass alone would have been wrong
+        assert decoded_end_time(path, times[keys], tb) == single_thread_last_frame(path), path.name
+    assert tail.last < single_thread_last_frame(damaged)  # the skipping pass alone would have been wrong
+
+
+def test_a_cut_file_decodes_as_far_as_one_thread_gets(media):
+    """A cut MP4 with B-frames (moov first): FFmpeg's frame threads lose the frames still
+    inside them when the last packet is cut short, so a threaded decode ends early
+    (1.6 s against 1.8 s here). Probe's decoded end is the single-thread full decode's."""
+    import av
+
+    from evoke.media import decoded_end_time, video_packet_times
+
+    path = media["truncated_faststart"]
+    one = single_thread_last_frame(path)
+    assert single_thread_last_frame(path, frame_threads=True) < one  # the case this guards is here
+    times, keys, tb = video_packet_times(path)
+    assert decoded_end_time(path, times[keys], tb) == one
+    info = probe(path)
+    with av.open(str(path)) as c:
+        first = min(p.pts for p in c.demux(video=0) if p.pts is not None) * float(c.streams.video[0].time_base)
+    assert info["decoded_duration_s"] == pytest.approx(one - first + 1 / info["fps_avg"])
+    assert info["decoded_duration_s"] < info["duration_s"] - 2  # the header keeps the uncut 5 s
+
+
+def test_mpegts_last_group_is_found_although_its_demuxer_seeks_by_decoding_time(tmp_path):
+    """A 2 s MPEG-TS with B-frames: seeking to the last keyframe's presentation time lands
+    after the keyframe (the demuxer seeks by decoding time), where nothing decodes; probe
+    seeks earlier and reads on to the keyframe's packet."""
+    from conftest import VTEST
+    from evoke.media import decoded_end_time, video_packet_times
+
+    ts = tmp_path / "clip.ts"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(VTEST), "-t", "2", "-vf", "scale=160:120",
+                    "-c:v", "libx264", "-preset", "veryfast", "-an", "-f", "mpegts", str(ts)], check=True)
+    times, keys, tb = video_packet_times(ts)
+    assert decoded_end_time(ts, times[keys], tb) == single_thread_last_frame(ts)
+    info = probe(ts)
+    assert info["decoded_duration_s"] == pytest.approx(info["duration_s"]) == pytest.approx(2.0)

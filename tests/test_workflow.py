@@ -112,9 +112,9 @@ def test_eev_and_viewer_labels_drop_times_past_the_ingested_videos_end(workdir):
 
     assert last_second("eev.parquet") == {"cfr": 5.0, "noaudio": 0.0, "text": 100.0}  # the last sample's second
     assert "4 after_video_end" in (res / "logs" / "labels" / "eev.log").read_text()
-    # the viewers builder drops only times past the duration: noaudio's 5.0 s is kept
-    assert last_second("viewer_valence.parquet") == {"cfr": 5.0, "noaudio": 5.0, "text": 100.0}
-    assert "2 impossible_timestamp" in (res / "logs" / "labels" / "viewer_valence.log").read_text()
+    # the viewers builder has the same rule: noaudio's 5.0 s is its end, no frame there
+    assert last_second("viewer_valence.parquet") == {"cfr": 5.0, "noaudio": 0.0, "text": 100.0}
+    assert "3 after_video_end" in (res / "logs" / "labels" / "viewer_valence.log").read_text()
 
 
 def test_failures_are_complete_under_the_features_target(media, tmp_path):

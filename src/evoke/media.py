@@ -295,6 +295,9 @@ def decoded_end_time(path: Path, key_times: np.ndarray, time_base: float) -> flo
     return _last_decoded(path, key_times, time_base)[0]
 
 
+# how much before a keyframe the last-group decode seeks (then reads on to the keyframe's packet)
+SEEK_EARLY_S = 1.0
+
 # decoders that honour a change of skip_frame from one packet to the next (probe's last group of
 # pictures here, and the frames stage's sampler: evoke.frames imports it)
 SKIP_NONREF_CODECS = ("h264", "hevc")
@@ -308,25 +311,28 @@ def _last_decoded(path: Path, key_times: np.ndarray, time_base: float,
     same packets gives the same answer); (None, None, False) when nothing decodes.
 
     ``container``: ``path`` already open (its first video stream not yet decoded), used
-    for the first try instead of opening the file again. H.264 and HEVC first decode
-    without the non-reference frames that cannot be the latest (:func:`_decode_tail`);
-    only when that does not prove its answer is the group decoded whole, so the answer
-    is always the full decode's."""
+    for the first try instead of opening the file again. The first try decodes with frame
+    threads, and H.264 and HEVC without the non-reference frames that cannot be the latest
+    (:func:`_decode_tail`); it counts only when it proves its answer (the frame of the
+    highest timestamp came out at a clean end: no decode can go further). Otherwise the
+    group decodes whole on one thread, the reference: on a cut or damaged end, frame
+    threads lose the frames still inside them (a cut MP4 with B-frames reached 1.6 s with
+    them and 1.8 s on one thread), so the answer is always a single-thread full decode's."""
     for i, key in enumerate(key_times[::-1][:4]):
         tail = None
         try:
             if i == 0 and container is not None:
-                tail = _decode_tail(container, key, time_base, skip_nonref=True)
+                tail = _decode_tail(container, key, time_base, fast=True)
             else:
                 with av.open(str(path)) as c:
-                    tail = _decode_tail(c, key, time_base, skip_nonref=True)
+                    tail = _decode_tail(c, key, time_base, fast=True)
         except (av.FFmpegError, IndexError):
             pass  # it does not open: try the whole group below
-        if tail is None or (tail.skipped and not tail.proven):
+        if tail is None or not tail.proven:
             tail = None
             try:
                 with av.open(str(path)) as c:
-                    tail = _decode_tail(c, key, time_base, skip_nonref=False)
+                    tail = _decode_tail(c, key, time_base, fast=False)
             except (av.FFmpegError, IndexError):
                 pass  # it does not open: nothing decodes from this keyframe
         if tail is not None and tail.last is not None:
@@ -339,54 +345,81 @@ class _Tail(NamedTuple):
     rotation: int | None  # of the last frame out
     ended: bool  # the demuxer read to the end (the decoder was flushed)
     skipped: bool  # non-reference frames were skipped
-    proven: bool  # the frame of the highest timestamp fed came out (with skipped: the full decode's answer)
+    proven: bool  # the frame of the highest timestamp fed came out at a clean end: no decode goes further
 
 
-def _decode_tail(container, key: float, time_base: float, skip_nonref: bool) -> _Tail:
+def _decode_tail(container, key: float, time_base: float, fast: bool) -> _Tail:
     """Decode the first video stream from the keyframe at ``key`` (s) to the end.
 
-    With ``skip_nonref`` (H.264 and HEVC only), a packet whose timestamp is below one
-    already fed is decoded with ``skip_frame = NONREF``: the decoder drops it only if no
-    frame refers to it, and a frame not referred to changes no other frame. The latest
-    frame of a full decode has one of the fed packets' timestamps, at most the highest,
-    and the packet of each new highest timestamp is decoded in full; so when that frame
-    comes out and the demuxer read to the end (``proven``), the answer is the full
-    decode's. That pass also skips the deblocking filter (``skip_loop_filter``): it
-    changes pixels only, never which frames come out or their times (about a fifth
-    less decoding). Otherwise (a damaged or cut end: which frames are still inside the
-    decoder's threads when the demuxer fails depends on what was skipped) the caller
-    decodes the group whole.
+    ``fast``: with frame threads and, for H.264 and HEVC, skipping: a packet whose
+    timestamp is below one already fed is decoded with ``skip_frame = NONREF``: the
+    decoder drops it only if no frame refers to it, and a frame not referred to
+    changes no other frame. The latest frame of a full decode has one of the fed
+    packets' timestamps, at most the highest, and the packet of each new highest
+    timestamp is decoded in full; so when that frame comes out and the demuxer read to
+    the end (``proven``), the answer is the full decode's. That pass also skips the
+    deblocking filter (``skip_loop_filter``): it changes pixels only, never which frames
+    come out or their times (about a fifth less decoding). Otherwise (a damaged or cut
+    end: which frames are still inside the decoder's threads when the packets run out
+    depends on the threads and on what was skipped) the caller decodes again with
+    ``fast`` False: every frame, on one thread, the decoder drained even when the
+    demuxer fails (the frames it holds for reordering still come out).
     """
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"  # frame threads: the same frames (checked on the bad-input corpus)
     cc = stream.codec_context
-    skip_nonref = skip_nonref and cc.name in SKIP_NONREF_CODECS
+    if fast:
+        stream.thread_type = "AUTO"  # frame threads: the same frames on a clean end (proven below)
+    else:
+        cc.thread_count = 1  # the reference: a cut end loses no frame inside other threads
+    skip_nonref = fast and cc.name in SKIP_NONREF_CODECS
     if skip_nonref:  # nor deblock: no frame's time or decoding depends on it, and this pass is checked
         cc.options = {**cc.options, "skip_loop_filter": "all"}
+    key_tick = None
     if time_base > 0:
-        container.seek(int(round(key / time_base)), stream=stream, backward=True)
-    last, rotation, top, ended = None, None, None, False
+        # a second early, then on to the keyframe's own packet: a demuxer that seeks by decoding
+        # timestamps (MPEG-TS) lands after a keyframe sought by its presentation time, where
+        # nothing decodes (a whole TS file with B-frames failed probe so); MP4 lands on the keyframe
+        key_tick = int(round(key / time_base))
+        try:
+            container.seek(int(round((key - SEEK_EARLY_S) / time_base)), stream=stream, backward=True)
+        except av.FFmpegError:  # nothing indexed that early (a cut MKV without cues): the keyframe itself
+            container.seek(key_tick, stream=stream, backward=True)
+    state = {"last": None, "rotation": None}
+
+    def take(frames) -> None:
+        for frame in frames:
+            if frame.time is not None:
+                state["last"] = float(frame.time) if state["last"] is None else max(state["last"], float(frame.time))
+                state["rotation"] = frame.rotation
+
+    top, ended = None, False
     try:
         for packet in container.demux(stream):  # the last, empty packet flushes the decoder
+            if key_tick is not None:
+                if (packet.pts if packet.pts is not None else packet.dts) != key_tick:
+                    continue  # before the keyframe (demuxed, never decoded)
+                key_tick = None
+            below = packet.pts is not None and top is not None and packet.pts < top
             if skip_nonref:
-                below = packet.pts is not None and top is not None and packet.pts < top
                 cc.skip_frame = "NONREF" if below else "DEFAULT"
-                if packet.pts is not None and not below:
-                    top = packet.pts
+            if packet.pts is not None and not below and packet.size:
+                top = packet.pts
             try:
-                frames = packet.decode()
+                take(packet.decode())
             except av.FFmpegError:
                 continue  # a damaged packet costs only its own frame
-            for frame in frames:
-                if frame.time is not None:
-                    last = float(frame.time) if last is None else max(last, float(frame.time))
-                    rotation = frame.rotation
         ended = True
     except (av.FFmpegError, IndexError):
         pass  # the file ends in a way the demuxer cannot read past: what decoded counts
+    if not ended:
+        try:
+            take(cc.decode(None))  # drain: the frames the decoder still holds
+        except av.FFmpegError:
+            pass
     tb = stream.time_base
     top_s = float(top) * tb.numerator / tb.denominator if top is not None and tb else None  # as frame.time
-    return _Tail(last, rotation, ended, skip_nonref, ended and last is not None and last == top_s)
+    last = state["last"]
+    return _Tail(last, state["rotation"], ended, skip_nonref, ended and last is not None and last == top_s)
 
 
 def is_variable_rate(times: np.ndarray, time_base: float) -> bool:

@@ -159,6 +159,11 @@ def build_corpus(folder: str | Path, http_root: str | None = None) -> list[Case]
                   "-cpu-used", "8", "-c:a", "libopus", src=MEGAMIND, seconds=1)
     cases.append(Case("webm_vp9", str(webm), "ok", checks={"video_codec": "vp9", "has_audio": True}))
     cases.append(Case("mkv", str(_video(d / "clip.mkv", *small, seconds=1)), "ok", checks={"video_codec": "h264"}))
+    # MPEG-TS with B-frames: its demuxer seeks by decoding time, landing past a keyframe sought by
+    # its presentation time (probe once found no frame that decodes)
+    cases.append(Case("mpegts", str(_video(d / "clip.ts", "-vf", "scale=160:120", "-c:v", "libx264", "-preset",
+                                           "veryfast", "-an", "-f", "mpegts", seconds=1)), "ok",
+                      checks={"video_codec": "h264", "duration_s": (1.0, 0.05)}))
     cases.append(Case("avi_mpeg4", str(_video(d / "clip.avi", "-vf", "scale=160:120", "-c:v", "mpeg4",
                                               seconds=1)), "ok", checks={"video_codec": "mpeg4"}))
     cases.append(Case("ten_bit", str(_video(d / "tenbit.mp4", "-vf", "scale=160:120", "-c:v", "libx264",

@@ -118,6 +118,21 @@ def test_windows_sum_to_one_or_are_empty():
         danmaku_windows(s.drop(*P_COLS))
 
 
+def test_windows_end_where_the_file_stops_decoding(tmp_path):
+    """The builder's --probe: a cut file (header 12 s, decodes to 7 s) has windows and 1 Hz
+    seconds up to 7 s only; a video without a danmaku file gets none."""
+    from evoke.danmaku.windows import DanmakuWindowsBuilder
+
+    probe = tmp_path / "probe.parquet"
+    pl.DataFrame({"video_id": ["cut", "plain"], "status": ["ok", "ok"], "duration_s": [12.0, 9.0],
+                  "decoded_duration_s": [7.0, 9.0], "danmaku_path": ["cut.xml", None]}).write_parquet(probe)
+    comments = tmp_path / "scored.parquet"
+    scored([("cut", 1.0, "a", [0.9] + [0.1] * 5), ("cut", 6.9, "b", [0.1, 0.9] + [0.1] * 4)]).write_parquet(comments)
+    res = DanmakuWindowsBuilder().run(scored=comments, probe=probe)
+    assert res.table.select("video_id", "window", "end_s").rows() == [("cut", 0, 5.0), ("cut", 1, 7.0)]
+    assert res.extra["seconds"]["time_s"].to_list() == [float(t) for t in range(7)]
+
+
 def test_random_windows_property():
     rng = np.random.default_rng(0)
     n = 2000

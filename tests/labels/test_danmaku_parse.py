@@ -187,16 +187,19 @@ def test_niconico_layouts_and_csv(tmp_path):
 def test_probe_mode_records_failures(tmp_path):
     root = tmp_path / "results" / "d"
     vids = root / "ingest" / "videos"
-    for vid, content in [("good", xml_doc([(1.0, 1, "好", "u"), (9.0, 1, "晚", "u2")])), ("bad", "<i><d>")]:
+    # good's file decodes to 5 s of its header's 12 s: 5.0 s is its end (no frame at or past it)
+    for vid, content in [("good", xml_doc([(1.0, 1, "好", "u"), (5.0, 1, "晚", "u2"), (9.0, 1, "迟", "u3")])),
+                         ("bad", "<i><d>")]:
         (vids / vid).mkdir(parents=True)
         (vids / vid / "danmaku.xml").write_text(content)
     probe = pl.DataFrame({"video_id": ["good", "bad", "none", "failed"], "status": ["ok", "ok", "ok", "failed"],
-                          "shard": ["s00000"] * 4, "duration_s": [5.0, 5.0, 5.0, None],
+                          "shard": ["s00000"] * 4, "duration_s": [12.0, 5.0, 5.0, None],
+                          "decoded_duration_s": [5.0, 5.0, 5.0, None],
                           "danmaku_path": ["ingest/videos/good/danmaku.xml", "ingest/videos/bad/danmaku.xml",
                                            None, None]})
     d = Dropped()
     comments, failures = parse_probe_videos(probe, root, dropped=d)
-    assert comments["text"].to_list() == ["好"] and d.counts["after_video_end"] == 1
+    assert comments["text"].to_list() == ["好"] and d.counts["after_video_end"] == 2
     assert failures.select("video_id", "stage").rows() == [("bad", "labels")]
     assert "malformed XML" in failures["error"][0]
 

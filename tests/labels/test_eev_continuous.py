@@ -8,7 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from evoke.labels.common import LabelError, VideoIndex
+from evoke.frames import target_times
+from evoke.labels.common import LabelError, VideoIndex, probe_durations
 from evoke.labels.eev import EEV_EXPRESSIONS, EevConfig, eev_1hz, read_eev
 from evoke.labels.viewers import ContinuousConfig, continuous_labels, read_continuous, read_dat, read_srt
 
@@ -223,7 +224,7 @@ def test_continuous_times_are_bounded_by_the_known_duration_only(tmp_path):
     videos = tmp_path / "manifest.csv"
     videos.write_text("video_id,source,split,start_s,end_s\nfilm,f.mp4,train,,\nclip,c.mp4,test,5,15\n")
     res = continuous_labels(read_continuous([p]), ContinuousConfig(segment_s=5.0), VideoIndex.from_file(videos))
-    assert res.dropped.counts == {"impossible_timestamp": 4}  # 10.5 s, inf, nan, -0.1
+    assert res.dropped.counts == {"impossible_timestamp": 3, "after_video_end": 1}  # inf, nan, -0.1; 10.5 s
     t = res.table
     assert t.filter(pl.col("video_id") == "film")["time_s"].to_list() == [0.0, 90_000.0, 200_000.0]
     assert t.filter(pl.col("video_id") == "clip")["time_s"].to_list() == [0.0, 9.0]
@@ -234,4 +235,31 @@ def test_continuous_times_are_bounded_by_the_known_duration_only(tmp_path):
     pl.DataFrame({"video_id": ["film", "clip"], "split": ["train", "test"], "duration_s": [100_000.0, 12.0]}
                  ).write_parquet(probe)
     res = continuous_labels(read_continuous([p]), ContinuousConfig(), VideoIndex.from_file(probe))
-    assert res.dropped.counts == {"impossible_timestamp": 4}  # 200,000 s, inf, nan, -0.1
+    assert res.dropped.counts == {"impossible_timestamp": 3, "after_video_end": 1}  # inf, nan, -0.1; 200,000 s
+
+
+def test_eev_and_viewers_share_one_end_of_video_from_the_decoded_duration(tmp_path):
+    """One rule in both builders: a time t is kept when t < the video's end, the end being
+    how far the file decodes (a cut file keeps its header's 8 s), else the header's duration.
+    What is kept is exactly what the frames stage has a frame for (target_times)."""
+    probe = tmp_path / "probe.parquet"
+    pl.DataFrame({"video_id": ["cut", "whole", "old", "lost"], "split": ["train"] * 4,
+                  "status": ["ok", "ok", "ok", "failed"], "duration_s": [8.0, 5.0, 4.0, None],
+                  "decoded_duration_s": [1.9, 5.0, None, None]}).write_parquet(probe)
+    assert probe_durations(pl.read_parquet(probe)) == {"cut": 1.9, "whole": 5.0, "old": 4.0}
+    times = {"cut": [0.0, 1.0, 1.899, 1.9, 3.0, 7.5], "whole": [0.0, 4.0, 4.999, 5.0], "old": [0.0, 3.5, 4.0]}
+    late = {"cut": 3, "whole": 1, "old": 1}  # at or past the end
+    eev = eev_csv(tmp_path, [(v, round(t * 1e6), 0.9, 0.1) for v, ts in times.items() for t in ts])
+    rows = ["video_id,viewer_id,time_s,valence"] + [f"{v},a,{t},0.5" for v, ts in times.items() for t in ts]
+    (tmp_path / "r.csv").write_text("\n".join(rows) + "\n")
+    videos = VideoIndex.from_file(probe)
+    e = eev_1hz(read_eev(eev, EXPR), EevConfig(expressions=EXPR, window_s=1.0), videos,
+                probe_durations(pl.read_parquet(probe)))
+    c = continuous_labels(read_continuous([tmp_path / "r.csv"]), ContinuousConfig(), videos)
+    assert e.dropped.counts == c.dropped.counts == {"after_video_end": sum(late.values())}
+    ends = {"cut": 1.9, "whole": 5.0, "old": 4.0}
+    for res in (e, c):
+        for vid, end in ends.items():
+            kept = res.table.filter(pl.col("video_id") == vid)["time_s"].to_list()
+            assert kept == sorted({float(int(t)) for t in times[vid] if t < end}), (vid, kept)
+            assert set(kept) <= set(target_times(end, 1.0).tolist())  # each second has its frame

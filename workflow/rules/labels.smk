@@ -160,8 +160,8 @@ rule labels_eev:
     input:
         csv=EEV_CSV or [],
         videos=config["manifest"],
-        # the ingested videos' durations: a reaction time at or past its video's end is dropped
-        # (counted as after_video_end); a video ingest could not probe has no bound
+        # the ingested videos' ends (how far each decodes): a reaction time at or past its video's
+        # end is dropped (counted as after_video_end); a video ingest could not probe has no bound
         probe=f"{D}/ingest/probe.parquet",
     output:
         f"{D}/labels/eev.parquet",
@@ -185,8 +185,8 @@ rule labels_viewers:
     input:
         ratings=VIEWER_RATINGS or [],
         subtitles=VIEWER_SUBTITLES,
-        # the ingest probe table as the video list: ids, splits and each video's probed duration,
-        # past which a rating's time is dropped (counted as impossible_timestamp)
+        # the ingest probe table as the video list: ids, splits and each video's end (how far it
+        # decodes), at or past which a rating's time is dropped (counted as after_video_end)
         videos=f"{D}/ingest/probe.parquet",
     output:
         table=f"{D}/labels/viewer_valence.parquet",

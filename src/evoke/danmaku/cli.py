@@ -264,7 +264,9 @@ def register(sub) -> None:
     p.add_argument("--window", type=float, help="window length, s (default 5)")
     p.add_argument("--threshold", type=float, help="p at which a comment expresses an emotion (default 0.5)")
     p.add_argument("--soft", action="store_true", help="sum probabilities instead of counting decisions")
-    p.add_argument("--probe", type=Path, help="probe.parquet: video durations (windows up to each video's end)")
+    p.add_argument("--probe", type=Path,
+                   help="probe.parquet: where each video ends (how far it decodes, else its duration_s): "
+                        "windows up to there")
     p.add_argument("--videos", type=Path, help="only these videos (a table with video_id)")
     p.add_argument("--seconds-out", type=Path, help="also the 1 Hz frames with their window's label (.parquet)")
     p.add_argument("--rate-hz", type=float, help="frame rate of --seconds-out (default 1, the frames stage's)")

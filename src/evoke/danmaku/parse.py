@@ -82,7 +82,7 @@ from xml.parsers import expat
 
 import polars as pl
 
-from evoke.labels.common import BuilderConfig, Dropped, LabelError
+from evoke.labels.common import BuilderConfig, Dropped, LabelError, after_video_end, video_durations
 
 log = logging.getLogger(__name__)
 
@@ -729,10 +729,10 @@ def clean_comments(df: pl.DataFrame, config: DanmakuParseConfig | None = None,
     elif duration_s is not None and math.isfinite(duration_s):
         dur = pl.lit(float(duration_s))
     if dur is not None:
-        late = df.filter(dur.is_not_null() & (t >= dur))
+        late = df.filter(after_video_end(t, dur))
         dropped.add("after_video_end", late.height,
                     (f"{v} t={x:.2f}" for v, x in late.select("video_id", "time_s").head(3).iter_rows()))
-        df = df.filter(dur.is_null() | (t < dur))
+        df = df.filter(~after_video_end(t, dur))
     for mode in sorted(set(df["mode"].unique().to_list()) - set(config.keep_modes)):
         n = df.filter(pl.col("mode") == mode).height
         dropped.add(f"mode_dropped_{mode}", n)
@@ -769,7 +769,9 @@ def parse_probe_videos(probe: pl.DataFrame, root: str | Path, config: DanmakuPar
     """Every ingested video's danmaku: ``probe`` is the ingest stage's ``probe.parquet``.
 
     Reads ``danmaku_path`` (relative to ``root`` = ``results/{dataset}``) of
-    each ``ok`` video and drops comments past ``duration_s``. Times are taken as
+    each ``ok`` video and drops comments at or past its end
+    (:func:`evoke.labels.common.probe_durations`: how far the file decodes, else
+    ``duration_s``; ``after_video_end``). Times are taken as
     they are in the file: relative to the video as ingested (a file for the
     uncut source of a video the manifest cuts must be shifted beforehand).
     Returns ``(comments, failures)``; a file that cannot be parsed is one
@@ -782,13 +784,14 @@ def parse_probe_videos(probe: pl.DataFrame, root: str | Path, config: DanmakuPar
     ok = probe.filter(pl.col("status") == "ok") if "status" in probe.columns else probe
     has = ok.filter(pl.col("danmaku_path").is_not_null()) if "danmaku_path" in ok.columns else ok.clear()
     log.info("danmaku: %d of %d ingested videos have a danmaku file", has.height, ok.height)
+    ends = video_durations(has, "probe table")
     from tqdm import tqdm
 
     for r in tqdm(has.sort("video_id").iter_rows(named=True), total=has.height, desc="danmaku", unit="video",
                   disable=None):
         try:
             frames.append(parse_and_clean(root / r["danmaku_path"], r["video_id"], config,
-                                          r.get("duration_s"), dropped=dropped))
+                                          ends.get(r["video_id"]), dropped=dropped))
         except LabelError as exc:
             log.warning("%s", exc)
             failures.append({"video_id": r["video_id"], "stage": "labels", "shard": r.get("shard"),

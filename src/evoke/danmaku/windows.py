@@ -9,7 +9,8 @@ only neutral ones) is marked empty and has null shares: a distribution either
 sums to 1 or is empty.
 
 Windows table (:func:`danmaku_windows`), every window of every video (up to
-its duration when known, else up to its last comment), sorted by
+its end when known, :func:`danmaku_durations`: how far the file decodes, else
+its header's duration; else up to its last comment), sorted by
 ``video_id, window``:
 
 =============  =======  =====================================================
@@ -44,7 +45,8 @@ import polars as pl
 
 from evoke.danmaku import EMOTIONS
 from evoke.danmaku.parse import DanmakuError
-from evoke.labels.common import BuilderConfig, BuildResult, LabelBuilder, load_table, register_label_builder
+from evoke.labels.common import (BuilderConfig, BuildResult, LabelBuilder, load_table, probe_durations,
+                                 register_label_builder)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def danmaku_windows(scored: pl.DataFrame, config: WindowsConfig | None = None,
         keep = np.isfinite(t) & (t >= 0)
         dur = durations.get(vid)
         if dur is not None:
-            keep &= t < dur
+            keep &= t < dur  # labels.common.after_video_end: t >= the end has no frame
         t, P = t[keep], P[keep]
         if dur is not None:
             n_win = max(1, math.ceil(dur / w - 1e-9))
@@ -154,19 +156,17 @@ def window_seconds(windows: pl.DataFrame, durations: dict[str, float] | None = N
     return pl.concat(rows)
 
 
-def probe_durations(probe: pl.DataFrame) -> dict[str, float]:
-    """``video_id -> duration_s`` of the ingested videos (status ok) that have a danmaku file.
+def danmaku_durations(probe: pl.DataFrame, source: str | Path = "probe table") -> dict[str, float]:
+    """``video_id -> seconds`` (:func:`evoke.labels.common.probe_durations`: how far each file
+    decodes, else its header's duration) of the ingested videos (status ok) that have a
+    danmaku file.
 
     Videos without a danmaku file get no windows at all (no label), unlike a
     video whose file has no usable comments (all windows empty).
     """
-    if "status" in probe.columns:
-        probe = probe.filter(pl.col("status") == "ok")
     if "danmaku_path" in probe.columns:
         probe = probe.filter(pl.col("danmaku_path").is_not_null())
-    if "duration_s" not in probe.columns:
-        raise DanmakuError("probe table has no duration_s column")
-    return {v: float(d) for v, d in probe.select("video_id", "duration_s").iter_rows() if d is not None}
+    return probe_durations(probe, source)
 
 
 @register_label_builder
@@ -181,7 +181,7 @@ class DanmakuWindowsBuilder(LabelBuilder):
     def read(self, scored: str | Path, probe: str | Path | None = None) -> dict:
         tables = {"scored": load_table(scored, "scored comments", floats=("p_*", "time_s")), "durations": None}
         if probe is not None:
-            tables["durations"] = probe_durations(load_table(probe, "probe table", floats=("duration_s",)))
+            tables["durations"] = danmaku_durations(load_table(probe, "probe table"), probe)
         return tables
 
     def build(self, videos=None, scored=None, durations=None) -> BuildResult:

@@ -254,7 +254,8 @@ def register(sub) -> None:
     p.add_argument("--stride", type=float, help="stride, seconds (default 1)")
     p.add_argument("--expressions", help="expression columns (default: the 15 EEV ones)")
     p.add_argument("--probe", type=Path,
-                   help="probe table (ingest/probe.parquet): samples at or past a video's duration are dropped")
+                   help="probe table (ingest/probe.parquet): samples at or past a video's end (how far it "
+                        "decodes, else its duration_s) are dropped")
     _common(p)
     p.set_defaults(func=cmd_eev)
 

@@ -393,6 +393,58 @@ class VideoIndex:
         return df.filter(known)
 
 
+# --------------------------------------------------------------------------- video ends
+
+
+def video_durations(table: pl.DataFrame, source: str | Path = "video list") -> dict[str, float]:
+    """``video_id -> seconds``: where each video of ``table`` ends, the bound of every label
+    time (:func:`after_video_end`). A video whose length is unknown is left out: it has no
+    upper bound (a film or a live-stream replay may run past any fixed cap).
+
+    * A probe table (``ingest/probe.parquet``, with ``duration_s``): ``decoded_duration_s``
+      where known, how far the file really decodes, else ``duration_s``, the header's (the
+      smaller when both are there). A file cut mid-stream keeps its header's duration, and the
+      frames stage masks every frame past the last one that decodes, so a label there would
+      have no features. Only ``ok`` rows when the table has a ``status``.
+    * A manifest (``end_s``, optional ``start_s``): ``end_s - start_s`` (``start_s`` empty:
+      0) where a row cuts the video.
+
+    A length counts only when finite and positive. ``source`` names the table in errors.
+    """
+    require_columns(table, ["video_id"], source, "video list")
+
+    def seconds(col: str) -> pl.Expr:
+        if col not in table.columns:
+            return pl.lit(None, dtype=pl.Float64)
+        c = pl.col(col)
+        return to_float(c) if table.schema[col] == pl.String else c.cast(pl.Float64, strict=False)
+
+    if "duration_s" in table.columns or "decoded_duration_s" in table.columns:
+        if "status" in table.columns:
+            table = table.filter(pl.col("status") == "ok")
+        positive = lambda e: pl.when(e.is_finite() & (e > 0)).then(e)  # noqa: E731
+        length = pl.min_horizontal(positive(seconds("decoded_duration_s")), positive(seconds("duration_s")))
+    else:
+        length = seconds("end_s") - seconds("start_s").fill_null(0.0)
+    rows = table.select(pl.col("video_id").cast(pl.String), length.alias("d")).drop_nulls()
+    return {v: float(d) for v, d in rows.iter_rows() if v and math.isfinite(d) and d > 0}
+
+
+def probe_durations(probe: pl.DataFrame, source: str | Path = "probe table") -> dict[str, float]:
+    """:func:`video_durations` of an ingest probe table (``--probe``); LabelError naming
+    ``source`` when it has no ``duration_s``."""
+    require_columns(probe, ["video_id", "duration_s"], source, "probe table")
+    return video_durations(probe, source)
+
+
+def after_video_end(time_s: pl.Expr, end_s: pl.Expr) -> pl.Expr:
+    """The one rule for a label time past its video: ``time_s >= end_s`` (an unknown, null
+    end: never). The frames stage samples t = k / rate strictly before the video's end
+    (:func:`evoke.frames.target_times`), so a time exactly at the end has no frame either.
+    Every builder counts these drops as ``after_video_end``."""
+    return end_s.is_not_null() & (time_s >= end_s)
+
+
 def split_column(df: pl.DataFrame, videos: VideoIndex | None, id_col: str = "video_id") -> pl.DataFrame:
     """Add ``split`` from the video index (null when unknown or no index)."""
     if videos is None or not videos.split:

@@ -28,8 +28,9 @@ of the second: [t + 0.5 - 1.5, t + 0.5 + 1.5) = [t - 1, t + 2); the stride is
 
 Dropped and counted: ``missing_id``, ``unknown_video``, ``impossible_timestamp``
 (not a number, not finite, or negative), ``after_video_end`` (at or past the
-video's duration, when known: :func:`eev_1hz`'s ``durations``, the CLI's
-``--probe``), ``score_out_of_range`` (a score not in
+video's end, when known: :func:`eev_1hz`'s ``durations``, the CLI's ``--probe``:
+how far the file decodes, else its header's duration,
+:func:`evoke.labels.common.video_durations`), ``score_out_of_range`` (a score not in
 [0, 1] or not a number: the whole row), ``no_scores`` (every score empty: EEV's
 test split), ``all_zero`` (every score 0: the reaction video's face was lost),
 ``duplicate_timestamp`` (the first is kept). There is no fixed cap on times:
@@ -56,9 +57,10 @@ from evoke.labels.common import (
     LabelBuilder,
     LabelError,
     VideoIndex,
+    after_video_end,
+    probe_durations,
     read_table,
     register_label_builder,
-    require_columns,
     split_column,
     to_float,
     with_row_numbers,
@@ -120,16 +122,6 @@ def read_eev(path: str | Path, expressions: tuple[str, ...] = EEV_EXPRESSIONS,
     )
 
 
-def probe_durations(probe: pl.DataFrame, source: str | Path = "probe table") -> dict[str, float]:
-    """``video_id -> duration_s`` of the ingested videos (status ok) of a probe table;
-    videos without a finite positive duration are left out (their duration is unknown)."""
-    require_columns(probe, ["video_id", "duration_s"], source, "probe table")
-    if "status" in probe.columns:
-        probe = probe.filter(pl.col("status") == "ok")
-    return {v: float(d) for v, d in probe.select("video_id", pl.col("duration_s").cast(pl.Float64)).iter_rows()
-            if v is not None and d is not None and np.isfinite(d) and d > 0}
-
-
 def _window_seconds(times: np.ndarray, stride: float, half: float) -> np.ndarray:
     """The grid indices k (as floats) whose window [k*stride + stride/2 - half, ... + half)
     may hold one of the sorted ``times``: a superset of those that do, from 0 to the
@@ -145,9 +137,9 @@ def eev_1hz(df: pl.DataFrame, config: EevConfig | None = None,
             videos: VideoIndex | None = None, durations: dict[str, float] | None = None) -> BuildResult:
     """Resample EEV scores to 1 Hz (see the module docstring).
 
-    ``durations`` (video id -> seconds, e.g. :func:`probe_durations`) drops the
-    samples at or past a video's end (``after_video_end``); a video without one
-    has no upper bound.
+    ``durations`` (video id -> seconds, e.g. :func:`~evoke.labels.common.probe_durations`)
+    drops the samples at or past a video's end (``after_video_end``,
+    :func:`~evoke.labels.common.after_video_end`); a video without one has no upper bound.
     """
     config = config or EevConfig()
     expr = list(config.expressions)
@@ -167,7 +159,7 @@ def eev_1hz(df: pl.DataFrame, config: EevConfig | None = None,
     if durations:
         ends = pl.DataFrame({"video_id": list(durations), "_end_s": list(durations.values())},
                             schema={"video_id": pl.String, "_end_s": pl.Float64})
-        late = df.join(ends, on="video_id", how="inner").filter(t >= pl.col("_end_s"))
+        late = df.join(ends, on="video_id", how="inner").filter(after_video_end(t, pl.col("_end_s")))
         dropped.add_frame("after_video_end", late.drop("_end_s"))
         df = df.join(late.select("row"), on="row", how="anti")
     no_scores = df.filter(pl.all_horizontal(pl.col(e).is_null() for e in expr))

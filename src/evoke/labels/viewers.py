@@ -37,10 +37,12 @@ n_viewers                  int32    viewers with a sample in the second
 =========================  =======  ================================================
 
 Dropped and counted: ``missing_id``, ``unknown_video``, ``impossible_timestamp``
-(not a number, infinite, negative, or past the video's known duration: the video
-list's ``duration_s`` (a probe table) or ``end_s - start_s`` (a manifest row that
-cuts the video); a video of unknown duration has no upper bound: a film or a
-live recording may run past any fixed cap), ``value_out_of_range`` (outside
+(not a number, infinite or negative), ``after_video_end`` (at or past the video's
+known end, as every builder has it (:func:`evoke.labels.common.video_durations`):
+for a probe table as the video list, how far the file decodes, else its header's
+``duration_s``; for a manifest row that cuts the video, ``end_s - start_s``; a
+video of unknown length has no upper bound: a film or a live recording may run
+past any fixed cap), ``value_out_of_range`` (outside
 ``value_range``, default [-1, 1], or not a number: the whole sample),
 ``duplicate_sample`` (same video, viewer and time: the first is kept),
 ``malformed_line`` (a ``.dat`` line that is not all numbers),
@@ -64,12 +66,14 @@ from evoke.labels.common import (
     LabelBuilder,
     LabelError,
     VideoIndex,
+    after_video_end,
     decode_text,
     read_table,
     register_label_builder,
     require_columns,
     split_column,
     to_float,
+    video_durations,
     with_row_numbers,
 )
 
@@ -222,18 +226,11 @@ def subtitle_video_id(path: str | Path) -> str:
 
 
 def known_durations(videos: VideoIndex | None) -> dict[str, float]:
-    """``{video_id: seconds}`` the video list states: ``duration_s`` (a probe table), else
-    ``end_s - start_s`` (``start_s`` empty: 0) where a manifest row has an ``end_s``."""
+    """``{video_id: seconds}`` of the video list's file (:func:`~evoke.labels.common.video_durations`:
+    a probe table's decoded or header duration, a manifest's ``end_s - start_s``)."""
     if videos is None or not videos.source or not Path(videos.source).is_file():
         return {}
-    df = read_table(videos.source, "video list")
-    num = lambda c: to_float(pl.col(c)) if c in df.columns else pl.lit(None, dtype=pl.Float64)  # noqa: E731
-    if "duration_s" in df.columns:
-        length = num("duration_s")
-    else:
-        length = num("end_s") - num("start_s").fill_null(0.0)
-    rows = df.select(pl.col("video_id"), length.alias("d")).drop_nulls()
-    return {v: d for v, d in rows.iter_rows() if np.isfinite(d) and d > 0}
+    return video_durations(read_table(videos.source, "video list"), videos.source)
 
 
 def clean_ratings(df: pl.DataFrame, config: ContinuousConfig, videos: VideoIndex | None,
@@ -258,9 +255,12 @@ def clean_ratings(df: pl.DataFrame, config: ContinuousConfig, videos: VideoIndex
     durations = known_durations(videos) if durations is None else durations
     limit = pl.col("video_id").replace_strict(durations, default=None, return_dtype=pl.Float64) \
         if durations else pl.lit(None, dtype=pl.Float64)
-    bad_t = df.filter(t.is_null() | t.is_nan() | t.is_infinite() | (t < 0) | (limit.is_not_null() & (t > limit)))
+    bad_t = df.filter(t.is_null() | t.is_nan() | t.is_infinite() | (t < 0))
     dropped.add_frame("impossible_timestamp", bad_t)
     df = df.join(bad_t.select("_i"), on="_i", how="anti")
+    late = df.filter(after_video_end(t, limit))
+    dropped.add_frame("after_video_end", late)
+    df = df.join(late.select("_i"), on="_i", how="anti")
     lo, hi = config.value_range
     # a sample with every dimension empty carries nothing; one out of range is not trusted
     bad_v = df.filter(pl.any_horizontal(pl.col(d).is_nan() | (pl.col(d) < lo) | (pl.col(d) > hi) for d in dims)
