@@ -152,6 +152,36 @@ def test_a_truncated_mp4_masks_every_second_past_its_last_decoded_frame(media, t
     assert np.isnan(ft[~mask]).all() and (ft[mask] <= ts[mask] + 1e-9).all()
 
 
+def test_a_cut_file_gets_every_picture_one_thread_decodes_past_its_damaged_packets(media):
+    """The last packets of a file cut mid-stream are damaged: frame threads drop pictures that
+    one thread decodes (this file: 1.6 s against 1.8 s), and the first damaged packet used to
+    end the decoding. At 10 Hz every target up to the end of the last picture a single-thread
+    decode gives (skipping the packets that do not decode) now takes that decode's frame."""
+    path = media["truncated_faststart"]
+    info = probe(path)
+    frames = []
+    with av.open(str(path)) as c:  # the reference: one thread, every packet, damaged ones skipped
+        stream = c.streams.video[0]
+        stream.codec_context.thread_count = 1
+        for packet in c.demux(stream):
+            try:
+                frames += [(float(f.time), float(f.duration * stream.time_base), f.to_ndarray(format="rgb24"))
+                           for f in packet.decode()]
+            except av.InvalidDataError:
+                continue
+    frames.sort(key=lambda x: x[0])
+    end = frames[-1][0] + frames[-1][1]
+    targets = target_times(info["duration_s"], 10.0)
+    got = {i: (ft, img) for i, _, ft, img in sample_frames(path, 10.0, 0, info=info)}
+    assert sorted(got) == [i for i, t in enumerate(targets) if t < end - 1e-9]
+    assert end > 1.85  # (the frame-threaded decode ended at 1.7 s)
+    times = np.array([t for t, _, _ in frames])
+    for i, (ft, img) in got.items():
+        k = max(int(np.searchsorted(times, targets[i] + 1e-9, side="right")) - 1, 0)
+        assert ft == pytest.approx(times[k], abs=1e-6)
+        np.testing.assert_array_equal(img, frames[k][2])
+
+
 def _probe_rows(tmp_path, media, keys):
     rows = []
     for k in keys:

@@ -37,7 +37,9 @@ taken only while the decoder is still inside the stream at ``t``, i.e. a later
 frame decodes, or ``t`` lies before the end of the last decoded frame's display
 (its presentation time plus its duration). A second after that has no decoded
 frame at or before its end and is masked; it never gets copies of the last
-picture marked valid. While a shard runs, each finished video
+picture marked valid. A packet that does not decode costs only its own picture (a full
+decode skips it too), and a file whose probe found its last packets not decoding is decoded on
+one thread: frame threads drop damaged pictures that one thread gives. While a shard runs, each finished video
 is its own small file in ``frames/parts/{shard}/``, committed by a rename.
 """
 
@@ -296,7 +298,12 @@ class _PyAVSampler:
             if self.skip_nonref:
                 taken = packet.pts is None or packet.pts in self.taken_pts
                 cc.skip_frame = "DEFAULT" if taken else "NONREF"
-            yield from packet.decode()
+            try:
+                frames = packet.decode()
+            except av.InvalidDataError as exc:  # a damaged packet costs only its own picture, as in a full decode
+                log.debug("%s: packet at %s does not decode: %s", self.container.name, packet.pts, exc)
+                continue
+            yield from frames
             if not drain or packet.pts is None or packet.pts not in self.drain_pts:
                 continue
             # past a drain point only while serving the target that takes its frame: with B-frames
@@ -446,11 +453,24 @@ def sample_frames(
         plan = (times[keys], info.get("fps_avg"), taken_pts, drain_pts)
         yield from _sample_parts(path, targets, parts, plan, picture, workers)
         return
-    sampler = _PyAVSampler(path, times[keys], info.get("fps_avg"), taken_pts, drain_pts, skip_to)
+    # a file whose last packets do not decode (cut mid-stream): frame threads drop the damaged
+    # pictures one thread decodes, so the decoded end would fall short of the probe's
+    threads = 1 if _tail_damaged(info, times) else None
+    sampler = _PyAVSampler(path, times[keys], info.get("fps_avg"), taken_pts, drain_pts, skip_to, threads)
     try:
         yield from picture.serve(sampler, targets, range(len(targets)))
     finally:
         sampler.close()
+
+
+def _tail_damaged(info: dict, times: np.ndarray) -> bool:
+    """Whether the probe found the last video packets not decoding (``decoded_duration_s``,
+    measured from the first packet on one thread, ends before the last packet's time)."""
+    decoded = info.get("decoded_duration_s")
+    if decoded is None or not times.size or not math.isfinite(decoded):
+        return False
+    step = 1.0 / info["fps_avg"] if info.get("fps_avg") else 0.0
+    return decoded < (times[-1] - times[0]) + 0.5 * step - 1e-9
 
 
 def decode_workers() -> int:
@@ -818,7 +838,8 @@ def frames_shard(probe_rows: pl.DataFrame, dataset_dir: Path, settings: dict, sh
     """
     dataset_dir = Path(dataset_dir)
     sfp = settings_fingerprint(settings)
-    info_keys = ("duration_s", "fps_avg", "width", "height", "rotation", "display_width", "display_height")
+    info_keys = ("duration_s", "decoded_duration_s", "fps_avg", "width", "height", "rotation", "display_width",
+                 "display_height")
     items = [
         (r["video_id"], make_fingerprint(sfp, r["fingerprint"]), r)
         for r in probe_rows.filter(pl.col("status") == "ok").to_dicts()
