@@ -8,9 +8,9 @@ duration, so a 10.0 s video gives 10 frames at 1 Hz and a one-frame video one.
 Decoding streams through the file (bounded memory on a 2-hour film) and seeks
 only when the next target lies past the next keyframe, the fastest exact
 method we measured (bench/RESULTS.md). Where a seek lands is checked: an
-MPEG-TS seek can land past the keyframe asked for, and is then made again earlier. Since the packet scan tells which frame
-each target takes, only what those frames depend on is decoded: non-reference
-frames no target takes are skipped, and before a seek the decoder is drained
+MPEG-TS seek can land past the keyframe asked for, and is then made again
+earlier. Since the packet scan tells which frame each target takes, only what
+those frames depend on is decoded: non-reference frames no target takes are skipped, and before a seek the decoder is drained
 right after the last frame taken instead of decoding ahead; when that keyframe is an IDR
 picture and near, it reads on to it instead of seeking, sending the decoder none of the packets
 between (its frame threads stay busy).
@@ -39,8 +39,8 @@ frame decodes, or ``t`` lies before the end of the last decoded frame's display
 frame at or before its end and is masked; it never gets copies of the last
 picture marked valid. A packet that does not decode costs only its own picture (a full
 decode skips it too), and a file whose probe found its last packets not decoding is decoded on
-one thread: frame threads drop damaged pictures that one thread gives. While a shard runs, each finished video
-is its own small file in ``frames/parts/{shard}/``, committed by a rename.
+one thread: frame threads drop damaged pictures that one thread gives. While a shard runs,
+each finished video is its own small file in ``frames/parts/{shard}/``, committed by a rename.
 """
 
 from __future__ import annotations
@@ -263,7 +263,8 @@ class _PyAVSampler:
             if packet.pts == key:
                 yield packet
                 break
-            if first and packet.pts is not None and packet.pts > key and back < 2 * (key * self.tb - self.keyframes[0]) + 2:
+            past = packet.pts is not None and packet.pts > key
+            if first and past and back < 2 * (key * self.tb - self.keyframes[0]) + 2:
                 at = max(key * self.tb - back, self.keyframes[0] - 1.0)
                 self.container.seek(int(round(at / self.tb)), stream=self.stream, backward=True)
                 back *= 2
@@ -492,7 +493,8 @@ class _Picture:
     def __init__(self, width: int, height: int, rotation: int):
         self.size, self.rotation = (width, height), rotation
 
-    def serve(self, sampler: "_PyAVSampler", targets: np.ndarray, indices) -> Iterator[tuple[int, float, float, np.ndarray]]:
+    def serve(self, sampler: "_PyAVSampler", targets: np.ndarray,
+              indices) -> Iterator[tuple[int, float, float, np.ndarray]]:
         """``(index, target, frame time, rgb)`` for each of ``targets[indices]`` whose frame decodes."""
         reformatter = VideoReformatter()
         w, h = self.size
@@ -531,8 +533,8 @@ class _Splits:
 
     A keyframe splits the stream when it starts afresh (H.264 IDR; HEVC IDR_W_RADL or IDR_N_LP;
     a VP9 key frame: the decoder drops or replaces every reference before it, so nothing after it
-    refers to a frame before it) and no frame crosses it in presentation order: every packet before it in decode
-    order is shown before it and every packet from it on is shown at or after it (an HEVC IDR
+    refers to a frame before it) and no frame crosses it in presentation order: every packet
+    before it in decode order is shown before it and every packet from it on is shown at or after it (an HEVC IDR
     with leading pictures, or a stream whose reordering straddles the keyframe, does not split).
     Packets without a timestamp make the whole stream one part."""
 
@@ -576,8 +578,8 @@ class _Splits:
         return np.sort(pts[at]) * tb
 
 
-# container formats (the demuxer's names) whose seeks land exactly on the keyframe asked for (an index of the
-# keyframes: MP4/MOV, Matroska/WebM); others (MPEG-TS, AVI, FLV) are decoded in one part
+# container formats (the demuxer's names) whose seeks land exactly on the keyframe asked for (an
+# index of the keyframes: MP4/MOV, Matroska/WebM); others (MPEG-TS, AVI, FLV) are one part
 _EXACT_SEEK_FORMATS = {"mov", "mp4", "matroska", "webm"}
 
 # decoders run side by side on one video at most (8.3 s keyframes at 1 Hz: 8 targets a part)
