@@ -11,8 +11,9 @@ method we measured (bench/RESULTS.md). Where a seek lands is checked: an
 MPEG-TS seek can land past the keyframe asked for, and is then made again
 earlier. Since the packet scan tells which frame each target takes, only what
 those frames depend on is decoded: non-reference frames no target takes are
-skipped, and before a seek the decoder is drained right after the last frame taken instead of decoding ahead; when that keyframe is an IDR
-picture and near, it reads on to it instead of seeking, sending the decoder none of the packets
+skipped, and before a seek the decoder is drained right after the last frame
+taken instead of decoding ahead; when that keyframe is an IDR picture and near,
+it reads on to it instead of seeking, sending the decoder none of the packets
 between (its frame threads stay busy).
 
 Where the stream splits into independent parts (keyframes that start afresh and that no
