@@ -152,6 +152,36 @@ def test_a_truncated_mp4_masks_every_second_past_its_last_decoded_frame(media, t
     assert np.isnan(ft[~mask]).all() and (ft[mask] <= ts[mask] + 1e-9).all()
 
 
+def test_a_cut_file_gets_every_picture_one_thread_decodes_past_its_damaged_packets(media):
+    """The last packets of a file cut mid-stream are damaged: frame threads drop pictures that
+    one thread decodes (this file: 1.6 s against 1.8 s), and the first damaged packet used to
+    end the decoding. At 10 Hz every target up to the end of the last picture a single-thread
+    decode gives (skipping the packets that do not decode) now takes that decode's frame."""
+    path = media["truncated_faststart"]
+    info = probe(path)
+    frames = []
+    with av.open(str(path)) as c:  # the reference: one thread, every packet, damaged ones skipped
+        stream = c.streams.video[0]
+        stream.codec_context.thread_count = 1
+        for packet in c.demux(stream):
+            try:
+                frames += [(float(f.time), float(f.duration * stream.time_base), f.to_ndarray(format="rgb24"))
+                           for f in packet.decode()]
+            except av.InvalidDataError:
+                continue
+    frames.sort(key=lambda x: x[0])
+    end = frames[-1][0] + frames[-1][1]
+    targets = target_times(info["duration_s"], 10.0)
+    got = {i: (ft, img) for i, _, ft, img in sample_frames(path, 10.0, 0, info=info)}
+    assert sorted(got) == [i for i, t in enumerate(targets) if t < end - 1e-9]
+    assert end > 1.85  # (the frame-threaded decode ended at 1.7 s)
+    times = np.array([t for t, _, _ in frames])
+    for i, (ft, img) in got.items():
+        k = max(int(np.searchsorted(times, targets[i] + 1e-9, side="right")) - 1, 0)
+        assert ft == pytest.approx(times[k], abs=1e-6)
+        np.testing.assert_array_equal(img, frames[k][2])
+
+
 def _probe_rows(tmp_path, media, keys):
     rows = []
     for k in keys:
@@ -273,7 +303,8 @@ def test_dense_targets_with_b_frames_get_the_frame_on_screen(tmp_path):
 
 @pytest.mark.parametrize("open_gop", [False, True])
 def test_reading_on_to_the_next_keyframe_instead_of_seeking(tmp_path, monkeypatch, open_gop):
-    """Past a drain point the sampler reads on to the next target's keyframe without sending the
+    """One decoder (``workers=1``; with more, closed groups are decoded side by side instead).
+    Past a drain point the sampler reads on to the next target's keyframe without sending the
     decoder the packets between, when that keyframe is an IDR picture (closed groups): no seek at
     all. x264's open groups start at non-IDR keyframes whose leading B-frames refer to the group
     before: there it drains and seeks as before. Either way the frames are a full decode's."""
@@ -291,7 +322,7 @@ def test_reading_on_to_the_next_keyframe_instead_of_seeking(tmp_path, monkeypatc
         afresh.append(starts_afresh(self, packet)), afresh[-1])[1])
     info = probe(path)
     targets = target_times(info["duration_s"], 1.0)
-    got = [(ft, rgb) for _, _, ft, rgb in sample_frames(path, 1.0, 0, info=info)]
+    got = [(ft, rgb) for _, _, ft, rgb in sample_frames(path, 1.0, 0, info=info, workers=1)]
     assert len(afresh) >= 3  # a read-on began at each keyframe the next second lies past
     assert not any(afresh) if open_gop else all(afresh)
     assert len(seeks) == (len(afresh) if open_gop else 0)

@@ -93,6 +93,9 @@ def test_features_carry_their_dimension_names(media, tmp_path, capsys):
                  "--out", str(out), "--config", str(tmp_path / "none.yaml")]) == 0
     with h5py.File(out) as f:
         names = [n.decode() if isinstance(n, bytes) else n for n in f["noaudio"].attrs["dim_names"]]
+        a = f["noaudio"].attrs  # the frames settings, as the features stage records them
+        assert (a["frames_rate_hz"], a["frames_short_side"], a["frames_backend"]) == (1.0, 360, "pyav")
+        assert len(a["frames_config_hash"]) > 0
     assert len(names) == 23 and names[:5] == ["brightness", "contrast", "saturation", "colourfulness", "warmth"]
     assert names[5] == "hue_000_020" and names[-1] == "hue_340_360"
     capsys.readouterr()

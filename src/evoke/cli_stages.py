@@ -101,7 +101,7 @@ def cmd_frames_shard(args) -> int:
     probe_rows = pl.read_parquet(args.probe)
     # the status table is written by the stage, before it removes the per-video parts
     status = frames_shard(probe_rows, dataset_dir(c["dataset"]), _section(args, "frames"), args.shard, args.out,
-                 status_out=args.status)
+                 status_out=args.status, workers=args.threads)
     log_shard_summary("frames", args.shard, status, started)
     return 0
 
@@ -111,7 +111,7 @@ def cmd_frames_extract(args) -> int:
 
     settings = _section(args, "frames") if (args.settings or args.config.is_file()) else \
         validate_config({"manifest": "-"})["frames"]
-    stats = write_video_frames(args.input, args.out, args.group or args.input.stem, settings)
+    stats = write_video_frames(args.input, args.out, args.group or args.input.stem, settings, workers=args.threads)
     print(f"{args.out}: {stats['n_valid']}/{stats['n_frames']} frames of {stats['width']}x{stats['height']}")
     return 0
 
@@ -120,6 +120,12 @@ def cmd_failures_merge(args) -> int:
     out = merge_failures(dataset_dir(args.dataset))
     print(out)
     return 0
+
+
+def _add_threads_argument(p) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="decoders run side by side on a video's independent parts (default: the CPUs this "
+                   "process may use, at most 8; the workflow passes the rule's threads); the frames are the same")
 
 
 def add_merge_parser(stage_sub, stage: str, text: str) -> None:
@@ -159,6 +165,7 @@ def register(sub) -> None:
     s.add_argument("--probe", type=Path, required=True, help="the shard's ingest table")
     s.add_argument("--out", type=Path, required=True, help="shard frames file (.h5)")
     s.add_argument("--status", type=Path, required=True, help="shard status table (.parquet)")
+    _add_threads_argument(s)
     _add_dataset_args(s)
     add_settings_argument(s, "frames")
     s.set_defaults(func=cmd_frames_shard)
@@ -167,6 +174,7 @@ def register(sub) -> None:
     e.add_argument("--input", type=Path, required=True, help="a video file")
     e.add_argument("--out", type=Path, required=True, help="frames file (.h5)")
     e.add_argument("--group", help="HDF5 group name (default: the file's stem)")
+    _add_threads_argument(e)
     add_settings_argument(e, "frames")
     e.set_defaults(func=cmd_frames_extract)
 

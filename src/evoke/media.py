@@ -196,10 +196,12 @@ def pyav_streams(container: av.container.InputContainer) -> dict:
     return {"format": fmt, "streams": streams}
 
 
-def _packet_times(container, stream, digest=None) -> tuple[np.ndarray, np.ndarray, float]:
+def _packet_times(container, stream, digest=None, on_packet=None) -> tuple[np.ndarray, np.ndarray, float]:
     tb = float(stream.time_base) if stream.time_base else 0.0
     times, keys = [], []
     for packet in container.demux(stream):
+        if on_packet is not None:
+            on_packet(packet)
         ts = packet.pts if packet.pts is not None else packet.dts
         if digest is not None and packet.size:
             digest.update(_PACKET_HEAD.pack(_tick(packet.pts), _tick(packet.dts), packet.is_keyframe, packet.size))
@@ -246,12 +248,14 @@ class VideoPackets(NamedTuple):
     last_decoded_s: float
 
 
-def video_packet_times(path: Path, name: str | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+def video_packet_times(path: Path, name: str | None = None, on_packet=None) -> tuple[np.ndarray, np.ndarray, float]:
     """Presentation times (s) of every video packet, sorted, their keyframe flags, and the time base.
 
     Demuxes without decoding (cheap). Packets without timestamps are skipped.
+    ``on_packet`` is called with every packet demuxed, in decode order (a caller that needs
+    more of the same scan, e.g. :mod:`evoke.frames` finding where the stream splits).
     """
-    return _scan_file(path, name, False)[:3]
+    return _scan_file(path, name, False, on_packet)[:3]
 
 
 def video_packet_digest(path: Path, name: str | None = None) -> tuple[int, str]:
@@ -261,21 +265,21 @@ def video_packet_digest(path: Path, name: str | None = None) -> tuple[int, str]:
     return times.size, hexdigest
 
 
-def _scan_file(path: Path, name: str | None, digest: bool) -> tuple[np.ndarray, np.ndarray, float, str]:
+def _scan_file(path: Path, name: str | None, digest: bool, on_packet=None) -> tuple[np.ndarray, np.ndarray, float, str]:
     try:
         with av.open(str(path)) as container:
-            return _scan(container, name or path.name, digest)
+            return _scan(container, name or path.name, digest, on_packet)
     except (av.FFmpegError, IndexError) as exc:
         raise MediaError(f"{name or path.name}: cannot demux video packets: {exc}") from exc
 
 
-def _scan(container, name: str, digest: bool) -> tuple[np.ndarray, np.ndarray, float, str]:
+def _scan(container, name: str, digest: bool, on_packet=None) -> tuple[np.ndarray, np.ndarray, float, str]:
     """:func:`_packet_times` of an open container's first video stream and, with ``digest``, the
     hex :func:`_digest` of its packets ("" without)."""
     stream = container.streams.video[0]
     h = _digest(stream) if digest else None
     try:
-        times, keys, tb = _packet_times(container, stream, h)
+        times, keys, tb = _packet_times(container, stream, h, on_packet)
     except av.FFmpegError as exc:
         raise MediaError(f"{name}: cannot demux video packets: {exc}") from exc
     return times, keys, tb, h.hexdigest() if h is not None else ""

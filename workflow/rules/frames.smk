@@ -17,7 +17,7 @@ rule frames_shard:
     shell:
         "{EVOKE} frames shard --shard {wildcards.shard} --dataset {DATASET}"
         " --probe {input.probe:q} --settings {params.settings}"
-        " --out {output.h5:q} --status {output.status:q} > {log:q} 2>&1"
+        " --out {output.h5:q} --status {output.status:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule frames_merge:

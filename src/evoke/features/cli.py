@@ -128,7 +128,7 @@ def cmd_extract(args) -> int:
 
     from evoke.features import create_extractor
     from evoke.features.base import VideoInput
-    from evoke.features.stage import dim_names_attr, run_extractor, write_features
+    from evoke.features.stage import dim_names_attr, frames_provenance, run_extractor, write_features
     from evoke.frames import write_video_frames
     from evoke.media import probe, run_ffmpeg
 
@@ -155,7 +155,8 @@ def cmd_extract(args) -> int:
                                args.input, wav, _frames_dataset=g["frames"])
             result = run_extractor(ext, video)
             stats = write_features(args.out, args.group or args.input.stem, result, video.timestamps_s, ext,
-                                   dim_names=dim_names_attr(ext))  # one video: on its group
+                                   dim_names=dim_names_attr(ext),  # one video: on its group
+                                   **frames_provenance(g.attrs))
     print(f"{args.out}: {args.extractor} {stats['n_valid']}/{stats['n_steps']} valid steps of {ext.step_shape}")
     return 0
 
