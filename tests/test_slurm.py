@@ -169,8 +169,15 @@ def frames_arrays(res: Path) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def test_demo_through_slurm_profile_equals_local_run(slurm, manifest, tmp_path):
+def test_demo_through_slurm_profile_equals_local_run(slurm, manifest, tmp_path, request):
     config = ["--config", f"manifest={manifest}", "dataset=slurmtest", "shard_size=1"]
+    # the local run to compare with goes on beside the SLURM one (its own folder), in the
+    # SLURM run's waits for the scheduler and its status checks
+    local = workflow_copy(tmp_path / "local")
+    with (tmp_path / "local.log").open("w") as log:  # a file: a full pipe would stall it
+        local_run = subprocess.Popen([SNAKEMAKE, "ingest", "frames", "--cores", "2", *config], cwd=local,
+                                     stdout=log, stderr=subprocess.STDOUT, text=True)
+    request.addfinalizer(lambda: local_run.poll() is None and local_run.kill())
     on_slurm = workflow_copy(tmp_path / "on_slurm")
     # what a cluster user types at the repo root, plus the two local-SLURM overrides
     proc = run_snakemake(on_slurm, ["ingest", "frames", "--cores", "32", "--profile", "slurm",
@@ -204,8 +211,8 @@ def test_demo_through_slurm_profile_equals_local_run(slurm, manifest, tmp_path):
         assert re.search(rf"JobId={job['JobId']} .*JobState=COMPLETED.*WorkDir={re.escape(str(on_slurm))} ",
                          jobcomp)
 
-    local = workflow_copy(tmp_path / "local")
-    run_snakemake(local, ["ingest", "frames", "--cores", "2", *config])
+    if local_run.wait(timeout=600) != 0:
+        raise AssertionError(f"the local run failed:\n{(tmp_path / 'local.log').read_text()[-6000:]}")
 
     res_slurm, res_local = on_slurm / "results" / "slurmtest", local / "results" / "slurmtest"
     assert probe_rows(res_slurm) == probe_rows(res_local)
