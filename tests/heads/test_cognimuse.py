@@ -156,6 +156,39 @@ def test_describe_shows_the_cognimuse_networks(capsys, tmp_path):
     assert "single-task" in text and "visual: i3d 1024" in text and "1024 -> 512 -> 256 (relu) -> 1, sigmoid" in text
 
 
+def test_describe_takes_the_multitask_branches_from_the_data_or_says_it_cannot(syn_dir, capsys, tmp_path):
+    """MT's branches are the label table's viewers + the average viewer: counted with --dataset-dir,
+    given with --branches, and without either not guessed (the parameters per branch instead)."""
+    from evoke.cli import main
+
+    args = ["train", "describe", "--task", "viewer_valence", "--head", "full_multitask", "--features", "colour",
+            "--json"]
+    assert main(args) == 0
+    unknown = json.loads(capsys.readouterr().out)
+    assert unknown["branches"] is None and unknown["n_parameters"] is None
+    assert unknown["branches_from"].startswith("the data: one per viewer")
+    assert main(args[:-1]) == 0
+    assert "branches from the data" in capsys.readouterr().out
+
+    table = syn_dir / "labels" / "viewer_valence_segments.parquet"  # units: segment, the default
+    viewers = [c for c in pl.read_parquet(table).columns if c.startswith("valence_bin__")]
+    assert len(viewers) >= 2
+    assert main([*args, "--dataset-dir", str(syn_dir)]) == 0
+    counted = json.loads(capsys.readouterr().out)
+    assert counted["branches"] == len(viewers) + 1 == counted["init_args"]["n_branches"]
+    assert counted["branches_from"] == f"{table}: {len(viewers)} viewer(s) + the average viewer"
+    for d in (counted, unknown):  # without the branches + K per branch: the network's count
+        k = counted["branches"]
+        net = CognimuseNet(**{**d["init_args"], "n_branches": k})
+        assert d["n_parameters_without_branches"] + k * d["n_parameters_per_branch"] == count_parameters(net)
+    assert counted["n_parameters"] == count_parameters(CognimuseNet(**counted["init_args"]))
+    assert main([*args, "--branches", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["branches_from"] == "--branches"
+    # a dataset without the table: the task's own message, naming the path
+    assert main([*args, "--dataset-dir", str(tmp_path)]) == 2
+    assert str(tmp_path / "labels" / "viewer_valence_segments.parquet") in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ a run with subtitles
 
 
@@ -239,3 +272,4 @@ def test_the_eev_network_stays_an_option_for_viewer_valence(syn_dir, tmp_path):
     card = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
     assert [p["kind"] for p in card["parts"]] == ["full"] * 3 and card["parts"][0]["loss"] == "bce_mean"
     assert set(rec["info"]["history"]) == {"average", "a", "b"}
+
