@@ -169,8 +169,15 @@ def frames_arrays(res: Path) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def test_demo_through_slurm_profile_equals_local_run(slurm, manifest, tmp_path):
+def test_demo_through_slurm_profile_equals_local_run(slurm, manifest, tmp_path, request):
     config = ["--config", f"manifest={manifest}", "dataset=slurmtest", "shard_size=1"]
+    # the local run to compare with goes on beside the SLURM one (its own folder), in the
+    # SLURM run's waits for the scheduler and its status checks
+    local = workflow_copy(tmp_path / "local")
+    with (tmp_path / "local.log").open("w") as log:  # a file: a full pipe would stall it
+        local_run = subprocess.Popen([SNAKEMAKE, "ingest", "frames", "--cores", "2", *config], cwd=local,
+                                     stdout=log, stderr=subprocess.STDOUT, text=True)
+    request.addfinalizer(lambda: local_run.poll() is None and local_run.kill())
     on_slurm = workflow_copy(tmp_path / "on_slurm")
     # what a cluster user types at the repo root, plus the two local-SLURM overrides
     proc = run_snakemake(on_slurm, ["ingest", "frames", "--cores", "32", "--profile", "slurm",
@@ -204,8 +211,8 @@ def test_demo_through_slurm_profile_equals_local_run(slurm, manifest, tmp_path):
         assert re.search(rf"JobId={job['JobId']} .*JobState=COMPLETED.*WorkDir={re.escape(str(on_slurm))} ",
                          jobcomp)
 
-    local = workflow_copy(tmp_path / "local")
-    run_snakemake(local, ["ingest", "frames", "--cores", "2", *config])
+    if local_run.wait(timeout=600) != 0:
+        raise AssertionError(f"the local run failed:\n{(tmp_path / 'local.log').read_text()[-6000:]}")
 
     res_slurm, res_local = on_slurm / "results" / "slurmtest", local / "results" / "slurmtest"
     assert probe_rows(res_slurm) == probe_rows(res_local)
@@ -220,16 +227,18 @@ def test_demo_through_slurm_profile_equals_local_run(slurm, manifest, tmp_path):
             np.testing.assert_array_equal(a[vid][key], b[vid][key], err_msg=f"{vid}/{key}")
 
 
-@pytest.mark.parametrize("device", ["auto", "cpu"])
-def test_profile_asks_a_gpu_only_for_torch_extractors(manifest, tmp_path, device):
+@pytest.mark.parametrize(("device", "backend"), [("auto", "nvdec"), ("cpu", "pyav")])
+def test_profile_asks_a_gpu_only_for_torch_extractors_and_nvdec_frames(manifest, tmp_path, device, backend):
     """A dry run through the profile (no SLURM needed): torch extractors' shard jobs run in
     features_shard_gpu with gpu=1 and the profile's CPUs per GPU; CPU-only extractors, and
-    every extractor under features.device: cpu, in features_shard without a GPU."""
+    every extractor under features.device: cpu, in features_shard without a GPU. The frames
+    shards ask for a GPU under frames.backend: nvdec (it decodes on one), for none under pyav."""
     import yaml
 
     wd = workflow_copy(tmp_path / "wf")
     cfg = yaml.safe_load((wd / "config.yaml").read_text())
     cfg.update(dataset="gputest", manifest=str(manifest), shard_size=1)
+    cfg["frames"]["backend"] = backend
     cfg["features"].update(extractors=["colour", "logmel", "vggish", "facenet"], device=device)
     # missing weights stop planning (before any job): VGGish's, seeded random, through the config
     import torch
@@ -241,8 +250,15 @@ def test_profile_asks_a_gpu_only_for_torch_extractors(manifest, tmp_path, device
     cfg["features"]["weights"] = {"vggish": str(tmp_path / "vggish.pt")}
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(wd, ["features", "-n", "--cores", "32", "--profile", "slurm"])
-    jobs = [(rule, wc["extractor"], res) for rule, wc, res in planned_jobs(proc.stdout + proc.stderr)
-            if rule.startswith("features_shard")]
+    planned = planned_jobs(proc.stdout + proc.stderr)
+    frames = [res for rule, _, res in planned if rule == "frames_shard"]
+    assert len(frames) == 2, planned  # one video per shard
+    for res in frames:
+        if backend == "nvdec":  # the CPUs stay the rule's threads: NVDEC's frames are converted on them
+            assert (res["gpu"], res["cpus_per_task"]) == ("1", "2") and "cpus_per_gpu" not in res, res
+        else:
+            assert "gpu" not in res and res["cpus_per_task"] == "2", res
+    jobs = [(rule, wc["extractor"], res) for rule, wc, res in planned if rule.startswith("features_shard")]
     assert sorted(e for _, e, _ in jobs) == sorted(["colour", "logmel", "vggish", "facenet"] * 2)
     on_gpu = {"vggish", "facenet"} if device == "auto" else set()
     for rule, extractor, res in jobs:

@@ -156,6 +156,39 @@ def test_describe_shows_the_cognimuse_networks(capsys, tmp_path):
     assert "single-task" in text and "visual: i3d 1024" in text and "1024 -> 512 -> 256 (relu) -> 1, sigmoid" in text
 
 
+def test_describe_takes_the_multitask_branches_from_the_data_or_says_it_cannot(syn_dir, capsys, tmp_path):
+    """MT's branches are the label table's viewers + the average viewer: counted with --dataset-dir,
+    given with --branches, and without either not guessed (the parameters per branch instead)."""
+    from evoke.cli import main
+
+    args = ["train", "describe", "--task", "viewer_valence", "--head", "full_multitask", "--features", "colour",
+            "--json"]
+    assert main(args) == 0
+    unknown = json.loads(capsys.readouterr().out)
+    assert unknown["branches"] is None and unknown["n_parameters"] is None
+    assert unknown["branches_from"].startswith("the data: one per viewer")
+    assert main(args[:-1]) == 0
+    assert "branches from the data" in capsys.readouterr().out
+
+    table = syn_dir / "labels" / "viewer_valence_segments.parquet"  # units: segment, the default
+    viewers = [c for c in pl.read_parquet(table).columns if c.startswith("valence_bin__")]
+    assert len(viewers) >= 2
+    assert main([*args, "--dataset-dir", str(syn_dir)]) == 0
+    counted = json.loads(capsys.readouterr().out)
+    assert counted["branches"] == len(viewers) + 1 == counted["init_args"]["n_branches"]
+    assert counted["branches_from"] == f"{table}: {len(viewers)} viewer(s) + the average viewer"
+    for d in (counted, unknown):  # without the branches + K per branch: the network's count
+        k = counted["branches"]
+        net = CognimuseNet(**{**d["init_args"], "n_branches": k})
+        assert d["n_parameters_without_branches"] + k * d["n_parameters_per_branch"] == count_parameters(net)
+    assert counted["n_parameters"] == count_parameters(CognimuseNet(**counted["init_args"]))
+    assert main([*args, "--branches", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["branches_from"] == "--branches"
+    # a dataset without the table: the task's own message, naming the path
+    assert main([*args, "--dataset-dir", str(tmp_path)]) == 2
+    assert str(tmp_path / "labels" / "viewer_valence_segments.parquet") in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ a run with subtitles
 
 
@@ -239,3 +272,47 @@ def test_the_eev_network_stays_an_option_for_viewer_valence(syn_dir, tmp_path):
     card = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
     assert [p["kind"] for p in card["parts"]] == ["full"] * 3 and card["parts"][0]["loss"] == "bce_mean"
     assert set(rec["info"]["history"]) == {"average", "a", "b"}
+
+
+def test_train_heads_can_name_full_multitask_alone(tmp_path):
+    """``train.heads: [full_multitask]`` is a valid config, and the workflow then plans the MT head
+    of viewer_valence alone (not full, and nothing for tasks without it), whatever
+    ``train.multitask`` says; with ``full`` named, ``multitask`` adds it as before."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from evoke.config import ConfigError, validate_config
+    from evoke.heads import heads_to_train
+    from evoke.tasks import TASKS
+
+    for multitask in (True, False):
+        cfg = validate_config({"manifest": "m.csv", "train": {"heads": ["full_multitask"], "multitask": multitask}})
+        assert cfg["train"]["heads"] == ["full_multitask"]
+        assert heads_to_train(TASKS["viewer_valence"].heads, ["full_multitask"], multitask) == ["full_multitask"]
+    with pytest.raises(ConfigError, match="heads"):
+        validate_config({"manifest": "m.csv", "train": {"heads": ["multitask"]}})
+    vv = TASKS["viewer_valence"].heads
+    assert heads_to_train(vv, ["linear", "full"], True) == ["linear", "full", "full_multitask"]
+    assert heads_to_train(vv, ["linear", "full"], False) == ["linear", "full"]
+    assert heads_to_train(vv, ["full_multitask", "full"], True) == ["full_multitask", "full"]
+    assert heads_to_train(TASKS["vce"].heads, ["full_multitask", "linear"], True) == ["linear"]
+
+    repo = Path(__file__).resolve().parents[2]
+    demo = repo / "data" / "demo"
+    if not (demo / "manifest.csv").is_file():
+        pytest.fail(f"{demo / 'manifest.csv'} missing: run scripts/setup.sh (evoke demo build)")
+    rows = (demo / "manifest.csv").read_text().splitlines()
+    (tmp_path / "manifest.csv").write_text("\n".join([rows[0], *[r for r in rows if ",train," in r][:2]]) + "\n")
+    (tmp_path / "config.yaml").write_text(
+        f"dataset: mt\nmanifest: manifest.csv\nlabels:\n  annotations: {demo / 'annotations'}\n"
+        "train:\n  tasks: [viewer_valence, vce]\n  heads: [full_multitask]\n  multitask: false\n")
+    dry = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "--snakefile", str(repo / "Snakefile"),
+                          "--directory", str(tmp_path), "--cores", "2", "-n", "train"],
+                         capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    outputs = [f for line in dry.stdout.splitlines() if line.strip().startswith("output:")
+               for f in line.split(":", 1)[1].strip().split(", ")]
+    planned = {Path(f).parent.relative_to("results/mt/train").parts[:3] for f in outputs if "/train/" in f
+               and f.endswith("metrics.json")}
+    assert planned == {("viewer_valence", "full_multitask", "colour+motion")}, planned

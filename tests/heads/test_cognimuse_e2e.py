@@ -110,7 +110,8 @@ def test_subtitle_segments_train_the_cognimuse_networks_and_predict_reads_srt_be
         files[-1].parent.mkdir(exist_ok=True)
         shutil.copy(clip, files[-1])
         shutil.copy(d / "subtitles" / f"{vid}.srt", files[-1].with_suffix(".srt"))
-    with_srt = predict_videos(run, [str(f) for f in files])
+    # one work folder: the clips are extracted once, the second call reads only other subtitles
+    with_srt = predict_videos(run, [str(f) for f in files], work=tmp_path / "work")
     j = trained_pred.join(with_srt, on=["video_id", "time_s"], suffix="_p")
     assert j.height == trained_pred.height
     cols = [c for c in trained_pred.columns if c.startswith("pred_")]
@@ -121,7 +122,8 @@ def test_subtitle_segments_train_the_cognimuse_networks_and_predict_reads_srt_be
         bare.append(tmp_path / "bare" / f.name)
         bare[-1].parent.mkdir(exist_ok=True)
         shutil.copy(f, bare[-1])
-    without = predict_videos(run, [str(f) for f in bare]).join(with_srt, on=["video_id", "time_s"], suffix="_s")
+    without = predict_videos(run, [str(f) for f in bare], work=tmp_path / "work").join(
+        with_srt, on=["video_id", "time_s"], suffix="_s")
     spoken = pl.struct("video_id", "time_s").map_elements(
         lambda r: cues[r["video_id"]][0] < r["time_s"] + 1 and cues[r["video_id"]][1] > r["time_s"],
         return_dtype=pl.Boolean)

@@ -102,8 +102,16 @@ def _same(run: Path, predicted: pl.DataFrame) -> None:
         assert diff < 1e-4, f"{run}: {c} differs by {diff}"
 
 
+@pytest.fixture(scope="module")
+def predict_work(tmp_path_factory):
+    """One ``work`` folder for the in-process predictions of every task: the models share the
+    frames and feature settings, so the clips are ingested and extracted once (the CLI's
+    predictions, one per task, run without one: each extracts afresh)."""
+    return tmp_path_factory.mktemp("predict_work")
+
+
 @pytest.mark.parametrize("task", ["eev", "vce", "viewer_valence"])
-def test_predict_on_raw_clips_reproduces_training(trained, tmp_path, task):
+def test_predict_on_raw_clips_reproduces_training(trained, tmp_path, task, predict_work):
     clips = _clips()
     files = [str(clips[v]) for v in VAL + TEST]
     for head in ("lightgbm", "linear", "full"):
@@ -120,7 +128,7 @@ def test_predict_on_raw_clips_reproduces_training(trained, tmp_path, task):
             predicted = pl.read_parquet(out)
             assert sorted(p.stem for p in (tmp_path / "plots").glob("*.png")) == sorted(VAL + TEST)
         else:
-            predicted = predict_videos(run, files, work=tmp_path / "work")
+            predicted = predict_videos(run, files, work=predict_work)
         _same(run, predicted)
         assert predicted["split"].null_count() == predicted.height  # new files belong to no split
         if task == "viewer_valence":  # one row per cue of the .srt beside each clip, the cue's own times

@@ -1,3 +1,8 @@
+# frames.backend: nvdec decodes on an NVIDIA GPU, so its shard jobs ask for one (gpu=1, as
+# features_shard_gpu does); pyav and decord jobs ask for none.
+FRAMES_GPU = {"gpu": 1} if config["frames"]["backend"] == "nvdec" else {}
+
+
 rule frames_shard:
     input:
         probe=f"{D}/ingest/shards/{{shard}}.parquet",
@@ -12,6 +17,7 @@ rule frames_shard:
     resources:
         mem_mb=2000,
         runtime=240,
+        **FRAMES_GPU,
     params:
         settings=settings("frames"),
     shell:

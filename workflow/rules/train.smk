@@ -5,6 +5,7 @@
 #   (colour+motion); tasks that read no features (v2v_from_emotions) use "labels".
 import os
 
+from evoke.heads import heads_to_train
 from evoke.heads.data import DEFAULT_MEMORY_MB
 from evoke.predict.model import INGEST_KEYS
 from evoke.tasks import TASKS, featureset_name_of
@@ -28,9 +29,7 @@ def train_jobs():
         cls = TASKS[task]
         if not all(f"{D}/{rel}" in built for rel in cls.label_files.values()):
             continue
-        heads = [h for h in TRAIN_HEADS if h in cls.heads]
-        if TRAIN.get("multitask", True) and "full_multitask" in cls.heads and "full" in heads:
-            heads.append("full_multitask")
+        heads = heads_to_train(cls.heads, TRAIN_HEADS, TRAIN.get("multitask", True))
         sets = TRAIN_FEATURE_SETS if cls.uses_features else ["labels"]
         jobs += [(task, head, fs) for head in heads for fs in sets]
     return jobs

@@ -130,7 +130,7 @@ def frames_provenance(frames_attrs) -> dict:
     return {f"frames_{k}": frames_attrs.get(k) for k in FRAMES_SETTINGS}
 
 
-def _per_step_dataset(g: h5py.Group, name: str, arr: np.ndarray) -> None:
+def per_step_dataset(g: h5py.Group, name: str, arr: np.ndarray) -> None:
     """A (T, ...) dataset, gzip level 4, in chunks of up to 256 steps."""
     g.create_dataset(name, data=arr, compression="gzip", compression_opts=4,
                      chunks=(min(256, max(1, arr.shape[0])), *arr.shape[1:]))
@@ -162,11 +162,11 @@ def write_features(dest: Path, group: str, result: FeatureResult, timestamps: np
         result.mask.shape[0], -1).any(1).sum()), "dim": extractor.dim}
     with atomic_path(dest) as tmp, h5py.File(tmp, "w") as f:
         g = f.create_group(group)
-        _per_step_dataset(g, "values", result.values)
+        per_step_dataset(g, "values", result.values)
         g.create_dataset("timestamps_s", data=timestamps)
         g.create_dataset("mask", data=result.mask)
         for name, arr in result.extras.items():
-            _per_step_dataset(g, name, arr)
+            per_step_dataset(g, name, arr)
         g.attrs.update(h5_attrs(
             extractor=extractor.name, config=json.dumps(extractor.config.to_dict(), sort_keys=True),
             config_hash=extractor.config_hash(), weights=extractor.weights_identity(),

@@ -41,15 +41,40 @@ def cmd_train(args) -> int:
 
 
 def describe_settings(args) -> tuple[dict, dict]:
-    """(``train.full``, ``features.settings``) for ``describe``: ``--settings`` (the train block, as
-    the workflow passes it) or the config file's, which also gives the extractors' settings."""
+    """(the train block, ``features.settings``) for ``describe``: ``--settings`` (the train block,
+    as the workflow passes it) or the config file's, which also gives the extractors' settings."""
     import yaml
 
     config = {}
     if args.config and Path(args.config).is_file():
         config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
     train = dict(args.settings) if args.settings is not None else dict(config.get("train") or {})
-    return dict(train.get("full") or {}), dict((config.get("features") or {}).get("settings") or {})
+    return train, dict((config.get("features") or {}).get("settings") or {})
+
+
+def describe_branches(args, train: dict) -> tuple[int | None, str | None]:
+    """(branches, where the count comes from) of ``describe --head full_multitask``: ``--branches``,
+    or with ``--dataset``/``--dataset-dir`` the viewers of the label table training would read
+    (``--labels`` overrides it) + the average viewer; (None, None) without either, since training
+    takes the count from that table. Other heads: (None, None)."""
+    from evoke.tasks import get_task
+
+    if args.head != "full_multitask" or args.head not in get_task(args.task).heads:
+        return None, None  # describe_full says which tasks have the head
+    if args.branches is not None:
+        if args.branches < 1:
+            raise EvokeError(f"evoke train describe: --branches must be >= 1, not {args.branches}")
+        return args.branches, "--branches"
+    if not (args.dataset or args.dataset_dir):
+        return None, None
+    import polars as pl
+
+    task = get_task(args.task)(train)
+    labels = dict(kv.split("=", 1) for kv in args.labels or [])
+    path = next(iter(task.label_paths(args.dataset_dir or Path("results") / args.dataset, labels).values()))
+    prefix = f"{task.dimension}_bin__"  # a viewer's column, as the task's load reads them
+    viewers = [c for c in pl.read_parquet_schema(path) if c.startswith(prefix)]
+    return len(viewers) + 1, f"{path}: {len(viewers)} viewer(s) + the average viewer"
 
 
 def cmd_describe(args) -> int:
@@ -60,9 +85,11 @@ def cmd_describe(args) -> int:
     from evoke.heads.full import describe_full, format_description
 
     extractors = _extractors(args.features)
-    full, feature_settings = describe_settings(args)
+    train, feature_settings = describe_settings(args)
     dims = {e: create_extractor(e, feature_settings.get(e)).dim for e in extractors}
-    d = describe_full(args.task, args.head, dims, full, n_branches=args.branches)
+    n_branches, branches_from = describe_branches(args, train)
+    d = describe_full(args.task, args.head, dims, dict(train.get("full") or {}), n_branches=n_branches,
+                      branches_from=branches_from)
     print(json.dumps(d, indent=2) if args.json else format_description(d))
     return 0
 
@@ -95,11 +122,14 @@ def register(sub) -> None:
     p.add_argument("--head", required=True, choices=["lightgbm", "linear", "full", "full_multitask"],
                    help="the model: pooled-feature LightGBM or linear, or the full PyTorch head")
     p.add_argument("--features", default="", help="extractor names, comma- or +-separated (e.g. colour,motion)")
-    p.add_argument("--dataset", help="required to train")
+    p.add_argument("--dataset", help="required to train (describe: the label table whose viewers give "
+                                      "full_multitask's branches)")
     p.add_argument("--dataset-dir", type=Path, help="default: results/{dataset}")
     p.add_argument("--out", type=Path, help="required to train")
     p.add_argument("--json", action="store_true", help="describe: print JSON")
-    p.add_argument("--branches", type=int, help="describe, full_multitask: viewers + 1 (default 2)")
+    p.add_argument("--branches", type=int,
+                   help="describe, full_multitask: viewers + 1 (default: counted in --dataset's label table; "
+                        "without either, the parameters are given per branch)")
     p.add_argument("--labels", action="append", metavar="KEY=PATH",
                    help="use this label table instead of the default (e.g. danmaku=labels/x.parquet)")
     p.add_argument("--seed", type=int, help="random seed (default: the settings' seed, 0)")

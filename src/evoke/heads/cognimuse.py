@@ -452,13 +452,18 @@ class CognimusePart:
 
 
 def describe_cognimuse(task: str, head: str, dims: dict[str, int], cfg, n_branches: int | None,
-                       from_defaults: list[str], from_config: list[str]) -> dict:
+                       from_defaults: list[str], from_config: list[str], branches_from: str | None = None) -> dict:
     """:func:`evoke.heads.full.describe_full` for ``network: cognimuse``; the parameter count is at
-    the largest vocabulary (``max_vocab`` words + PAD + UNK: the training split may have fewer)."""
+    the largest vocabulary (``max_vocab`` words + PAD + UNK: the training split may have fewer).
+    MT's branches: ``n_branches`` (None: from the data, as describe_full says)."""
+    from evoke.heads.full import branch_counts
+
     multitask = head == "full_multitask"
-    branches = (n_branches or 2) if multitask else 1
+    if not multitask:
+        n_branches, branches_from = 1, None
     vocab_size = cfg.max_vocab + 2
-    net = build_net(cfg, sum(dims.values()), vocab_size, multitask, branches)
+    net = build_net(cfg, sum(dims.values()), vocab_size, multitask, n_branches or 1)
+    one = net if (n_branches or 1) == 1 else build_net(cfg, sum(dims.values()), vocab_size, multitask, 1)
     text = None
     if net.text is not None:
         text = {"max_words": cfg.max_words, "padding": "PAD (index 0) at the end", "unknown_word": "UNK (index 1)",
@@ -477,9 +482,9 @@ def describe_cognimuse(task: str, head: str, dims: dict[str, int], cfg, n_branch
         "visual": visual, "text": text, "fusion_dim": net.fusion_dim,
         "layers": {"shared": list(cfg.shared_layers), "branch": list(cfg.branch_layers)} if multitask
         else {"layers": list(cfg.layers)},
-        "layer_activation": "relu", "output_link": ["sigmoid"], "outputs": 1, "branches": branches,
+        "layer_activation": "relu", "output_link": ["sigmoid"], "outputs": 1,
+        **branch_counts(count_parameters(one), count_parameters(net.branches[0]), n_branches, branches_from),
         "n_parameters_shared": shared[0] if shared else None,
-        "n_parameters_per_branch": count_parameters(net.branches[0]),
         "loss": network_loss(cfg),
         "class_weights": "n / (2 n_c) per target" if network_loss(cfg) == "bce_class_weighted" else None,
         "l1": cfg.l1, "l1_on": "the fully connected layers' weights",
@@ -487,7 +492,7 @@ def describe_cognimuse(task: str, head: str, dims: dict[str, int], cfg, n_branch
         "optimizer": {"name": "adam", "lr": cfg.train.lr, "batch_size": cfg.train.batch_size,
                       "grad_clip": cfg.train.clip_norm, "weight_decay": cfg.train.weight_decay},
         "epochs": cfg.train.epochs, "patience": cfg.train.patience,
-        "n_parameters": count_parameters(net), "n_parameters_at_vocabulary": vocab_size,
+        "n_parameters_at_vocabulary": vocab_size,
         "settings_from_task_defaults": from_defaults, "settings_from_config": from_config,
         "init_args": net.init_args,
     }
@@ -495,8 +500,10 @@ def describe_cognimuse(task: str, head: str, dims: dict[str, int], cfg, n_branch
 
 def format_cognimuse(d: dict) -> str:
     """:func:`describe_cognimuse`'s dict as text for people."""
+    from evoke.heads.full import branches_text, parameters_text
+
     kind = "multi-task" if d["head"] == "full_multitask" else "single-task"
-    lines = [f"{d['task']} / {d['head']}: the COGNIMUSE {kind} network, {d['n_parameters']:,} parameters "
+    lines = [f"{d['task']} / {d['head']}: the COGNIMUSE {kind} network, {parameters_text(d)} "
              f"(at a vocabulary of {d['n_parameters_at_vocabulary']:,}), modalities {d['modalities']}"]
     if d["visual"]:
         v = d["visual"]
@@ -511,7 +518,7 @@ def format_cognimuse(d: dict) -> str:
     lines.append(f"  fused: {d['fusion_dim']}")
     if d["head"] == "full_multitask":
         lines += [f"  shared: {' -> '.join(map(str, d['layers']['shared']))} (relu)  [{d['n_parameters_shared']:,}]",
-                  f"  {d['branches']} branch(es): {' -> '.join(map(str, d['layers']['branch']))} (relu) -> 1, sigmoid"
+                  f"  {branches_text(d)}: {' -> '.join(map(str, d['layers']['branch']))} (relu) -> 1, sigmoid"
                   f"  [{d['n_parameters_per_branch']:,} each]; {d['branch_updates']}"]
     else:
         lines.append(f"  layers: {' -> '.join(map(str, d['layers']['layers']))} (relu) -> 1, sigmoid"

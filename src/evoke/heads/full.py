@@ -439,10 +439,30 @@ def task_outputs(task: str) -> tuple[int, str]:
     return 1, family  # v2v: one score; viewer_valence: one probability per target
 
 
+# what describe says of full_multitask's branch count when it is not given: training counts them
+BRANCHES_FROM_DATA = ("the data: one per viewer of the label table + the average viewer (--branches K, or "
+                      "--dataset to count them)")
+
+
+def branch_counts(total_one: int, per_branch: int, n_branches: int | None, branches_from: str | None) -> dict:
+    """The branch entries of a description: ``branches`` (None when unknown), where the count
+    comes from, and the parameters: in all (None when unknown), per branch and without the
+    branches (``total_one``: a network of the same settings built with one branch)."""
+    known = n_branches is not None
+    return {"branches": n_branches, "branches_from": branches_from if known else BRANCHES_FROM_DATA,
+            "n_parameters": total_one + (n_branches - 1) * per_branch if known else None,
+            "n_parameters_per_branch": per_branch, "n_parameters_without_branches": total_one - per_branch}
+
+
 def describe_full(task: str, head: str, dims: dict[str, int], settings: dict | None = None,
-                  n_branches: int | None = None) -> dict:
+                  n_branches: int | None = None, branches_from: str | None = None) -> dict:
     """What ``evoke train --task task --head head`` would build and how it would train it, for
-    features of ``dims`` ({extractor: dim}); ``settings``: the config's ``train.full``."""
+    features of ``dims`` ({extractor: dim}); ``settings``: the config's ``train.full``.
+
+    ``full_multitask``'s branches (viewers + 1) come from the data: with ``n_branches`` None
+    the description says so (``branches`` and ``n_parameters`` None, the parameters per branch
+    and without them given; ``init_args`` are those of a one-branch network); ``branches_from``
+    names where a given count came from."""
     if head not in ("full", "full_multitask"):
         raise FullConfigError(f"describe covers the full heads (full, full_multitask), not {head!r}")
     if head == "full_multitask" and task != "viewer_valence":
@@ -456,12 +476,14 @@ def describe_full(task: str, head: str, dims: dict[str, int], settings: dict | N
     if cfg.network == "cognimuse":
         from evoke.heads.cognimuse import describe_cognimuse
 
-        return describe_cognimuse(task, head, dims, cfg, n_branches, sorted(paper), sorted(user))
+        return describe_cognimuse(task, head, dims, cfg, n_branches, sorted(paper), sorted(user), branches_from)
     from evoke.tasks import get_task
 
     loss = resolve_loss(get_task(task).full_loss or "pairwise_bce", cfg)
-    branches = (n_branches or 2) if head == "full_multitask" else 1
-    model = build_head(dims, n_outputs, branches, cfg)
+    if head == "full":
+        n_branches, branches_from = 1, None
+    model = build_head(dims, n_outputs, n_branches or 1, cfg)
+    one = model if (n_branches or 1) == 1 else build_head(dims, n_outputs, 1, cfg)
     widths = model.init_args["gru_hidden"]
     per_second = get_task(task).per_second
     y8m = cfg.moe == "youtube8m"
@@ -482,7 +504,8 @@ def describe_full(task: str, head: str, dims: dict[str, int], settings: dict | N
                           "dim": gate_dim, "n_parameters": count_parameters(branch.gate)},
         "output_kind": model.output_kind,
         "output_link": output_link(loss, model.output_kind),
-        "outputs": n_outputs, "branches": branches,
+        "outputs": n_outputs,
+        **branch_counts(count_parameters(one), count_parameters(branch), n_branches, branches_from),
         "loss": loss,
         "optimizer": {"name": "adam", "lr": cfg.train.lr, "batch_size": cfg.train.batch_size,
                       "grad_clip": cfg.train.clip_norm, "weight_decay": cfg.train.weight_decay},
@@ -490,11 +513,23 @@ def describe_full(task: str, head: str, dims: dict[str, int], settings: dict | N
         "sequence_length": cfg.seq_len, "padding": "repeat_first",
         "window": "the steps ending at each second" if per_second else "the whole video, evenly resampled",
         "standardise_inputs": cfg.standardise,
-        "n_parameters": count_parameters(model),
         "settings_from_task_defaults": sorted(paper),
         "settings_from_config": sorted(user),
         "init_args": model.init_args,
     }
+
+
+def parameters_text(d: dict) -> str:
+    """A description's parameter count, or its sum per branch when the branches are unknown."""
+    if d["n_parameters"] is not None:
+        return f"{d['n_parameters']:,} parameters"
+    return f"{d['n_parameters_without_branches']:,} + {d['n_parameters_per_branch']:,} per branch parameters"
+
+
+def branches_text(d: dict) -> str:
+    if d["branches"] is None:
+        return f"branches from {d['branches_from']}"
+    return f"{d['branches']} branch(es)" + (f" (from {d['branches_from']})" if d.get("branches_from") else "")
 
 
 def format_description(d: dict) -> str:
@@ -503,8 +538,7 @@ def format_description(d: dict) -> str:
         from evoke.heads.cognimuse import format_cognimuse
 
         return format_cognimuse(d)
-    lines = [f"{d['task']} / {d['head']}: {d['n_parameters']:,} parameters, {d['branches']} branch(es) "
-             f"of {d['outputs']} output(s)",
+    lines = [f"{d['task']} / {d['head']}: {parameters_text(d)}, {branches_text(d)} of {d['outputs']} output(s)",
              f"  input: {d['sequence_length']} steps ({d['window']}; short ones padded by repeating the first), "
              f"standardised: {'yes' if d['standardise_inputs'] else 'no'}"]
     for m in d["modalities"]:

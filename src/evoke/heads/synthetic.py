@@ -96,12 +96,12 @@ def _write_liris_accede(path: Path, lat: dict, vids: list[str], split: dict, rng
 def _write_features(ddir: Path, lat: dict, vids: list[str], dims: dict[str, int], shard_size: int,
                     noise: float, rng: np.random.Generator, progress: bool) -> None:
     """One HDF5 file per (extractor, shard), in the features stage's format (its
-    :func:`~evoke.features.stage._per_step_dataset`: ``values`` gzip level 4 in chunks of up
+    :func:`~evoke.features.stage.per_step_dataset`: ``values`` gzip level 4 in chunks of up
     to 256 steps; ``timestamps_s`` and ``mask`` plain; the index in its ``STATUS_SCHEMA``), so
     that reading them costs what reading the store costs. Each extractor is a noisy linear map
     of the latent, generated a whole shard at a time (the noise drawn in one block per shard:
     the same stream, video after video, as one draw per video)."""
-    from evoke.features.stage import STATUS_SCHEMA, _per_step_dataset
+    from evoke.features.stage import STATUS_SCHEMA, per_step_dataset
 
     maps = {e: rng.normal(0, 1, (2, d)) for e, d in dims.items()}
     index = []
@@ -120,7 +120,7 @@ def _write_features(ddir: Path, lat: dict, vids: list[str], dims: dict[str, int]
                 for v, end in zip(shard, ends):
                     n = len(lat[v])
                     g = f.create_group(v)
-                    _per_step_dataset(g, "values", values[end - n:end])
+                    per_step_dataset(g, "values", values[end - n:end])
                     g.create_dataset("timestamps_s", data=np.arange(n, dtype=np.float64))
                     g.create_dataset("mask", data=np.ones(n, bool))
                     g.attrs.update(h5_attrs(extractor=e, dim=d))
