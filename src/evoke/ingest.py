@@ -40,7 +40,6 @@ of the cookies file per video (yt-dlp rewrites the file it is given).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
@@ -373,26 +372,26 @@ class _Stopped(Exception):
 
 # errno of a full disk, a quota and a read-only file system: the machine's failure, not the video's
 _ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
-_WAV_FRAME_S = 1.0  # seconds of audio per frame the resampling graph hands back
+_WAV_FRAME_S = 1.0  # seconds of audio per frame the WAV's filter graph hands back
 
 
 def _write_in_process(src: Path, folder: Path, has_audio: bool, audio_rate: int, name: str | None = None,
                       stop: threading.Event | None = None) -> tuple[Path, Path | None]:
-    """What ffmpeg's ``_copy_video`` + ``-movflags +faststart video.mp4`` and ``_to_wav`` do, in
-    one demux with PyAV: the first video stream's packets stream-copied into ``video.mp4``, the
-    first audio stream decoded, resampled to mono s16 at ``audio_rate`` (the same swresample
-    graph ffmpeg builds for ``-ac 1 -ar RATE``: an ``aformat`` after the decoder) and written
-    as PCM WAV (Python's wave module).
+    """What ffmpeg's ``_copy_video`` + ``-movflags +faststart video.mp4`` and ``_to_wav`` do,
+    with PyAV in this process: the first video stream's packets stream-copied into
+    ``video.mp4`` (:func:`_remux_video`), then the first audio stream decoded, resampled to mono
+    s16 at ``audio_rate`` and written as PCM WAV (:func:`_write_wav`: the graph ffmpeg builds
+    for ``-ac 1 -ar RATE``, run in C without the GIL, so that probe's thread runs beside it).
 
     The copy holds the source's packets with their timestamps, the demuxer generating missing
     pts (``+genpts``), which is what ffmpeg writes for an input that starts at 0. Where ffmpeg
     would change them, this raises MediaError and :func:`strip_audio` lets ffmpeg write the
     files: an input that starts later (ffmpeg moves it to 0), a container that allows timestamp
     discontinuities (MPEG-TS: ffmpeg corrects jumps), a video that does not start on a
-    keyframe at or after 0 (ffmpeg drops those packets), a packet that does not
-    demux or decode, timestamps the MP4 muxer refuses (ffmpeg repairs non-monotonic dts), an
-    audio stream whose format changes midway or that gives no samples. So every file this writes is
-    the one ffmpeg would (the WAV's samples within one step of ffmpeg 5.1's: PyAV bundles a
+    keyframe at or after 0 (ffmpeg drops those packets), a packet that does not demux or
+    decode, timestamps the MP4 muxer refuses (ffmpeg repairs non-monotonic dts), an audio
+    stream whose format changes midway or that gives no samples. So every file this writes
+    is the one ffmpeg would (the WAV's samples within one step of ffmpeg 5.1's: PyAV bundles a
     newer swresample; ``tests/test_ingest_inprocess.py``). A full disk, quota or read-only
     file system raises :class:`EnvironmentFailure`, any other OSError while writing passes
     on (the machine's), never a MediaError.
@@ -409,7 +408,9 @@ def _write_in_process(src: Path, folder: Path, has_audio: bool, audio_rate: int,
                 # disagree on it (a WebM with Opus: 19 ms in ffmpeg 5.1, 26 ms in PyAV's FFmpeg)
                 raise MediaError(f"{name}: {what} in-process: the input starts at {inp.start_time / 1e6:g} s, "
                                  "which ffmpeg moves to 0")
-            _copy_and_extract(inp, video, wav, audio_rate, name, what, stop)
+            if wav is not None:  # first: it runs without the GIL while probe's packet scan holds it
+                _write_wav(src, wav, audio_rate, name, stop)
+            _remux_video(inp, video, name, what, stop)
     except _Stopped:
         pass
     except OSError as exc:  # writing (av's OSErrors are builtin OSErrors too): the machine's
@@ -423,117 +424,76 @@ def _write_in_process(src: Path, folder: Path, has_audio: bool, audio_rate: int,
     return video, wav
 
 
-def _copy_and_extract(inp, video: Path, wav: Path | None, audio_rate: int, name: str, what: str,
-                      stop: threading.Event | None) -> None:
-    """:func:`_write_in_process`'s work on the open input ``inp``."""
+def _remux_video(inp, video: Path, name: str, what: str, stop: threading.Event | None) -> None:
+    """The first video stream of the open input ``inp``, its packets stream-copied into the MP4
+    ``video`` (``+faststart``)."""
     vin = inp.streams.video[0]
-    ain = inp.streams.audio[0] if wav is not None else None
     with av.open(str(video), "w", format="mp4", options={"movflags": "+faststart"}) as out:
         vout = out.add_stream_from_template(vin)
-        audio = _WavWriter(wav, audio_rate, name) if ain is not None else None
         first = True
-        try:
-            for packet in inp.demux([s for s in (vin, ain) if s is not None]):
-                if stop is not None and stop.is_set():
-                    raise _Stopped
-                if packet.stream is not vin:
-                    audio.decode(packet)
-                    continue
-                if packet.size == 0:
-                    continue  # the demuxer's flush packet
-                if first and not (packet.is_keyframe and packet.pts is not None and packet.pts >= 0):
-                    raise MediaError(f"{name}: {what} in-process: the video does not start on a keyframe "
-                                     "at its start time (ffmpeg drops what comes before)")
-                first = False
-                packet.stream = vout
-                out.mux(packet)
-            if audio is not None:
-                audio.finish()
-        finally:
-            if audio is not None:
-                audio.close()
+        for packet in inp.demux(vin):
+            if stop is not None and stop.is_set():
+                raise _Stopped
+            if packet.size == 0:
+                continue  # the demuxer's flush packet
+            if first and not (packet.is_keyframe and packet.pts is not None and packet.pts >= 0):
+                raise MediaError(f"{name}: {what} in-process: the video does not start on a keyframe "
+                                 "at 0 (ffmpeg drops what comes before)")
+            first = False
+            packet.stream = vout
+            out.mux(packet)
     if first:
         raise MediaError(f"{name}: {what} in-process: no video packet")
 
 
-class _WavWriter:
-    """Decode an audio stream's packets, resample them to mono s16 at ``rate`` and write them
-    to a PCM WAV. One graph (``abuffer -> aformat -> abuffersink``, the conversion ffmpeg's
-    ``-ac 1 -ar RATE -c:a pcm_s16le`` sets up) takes every decoded frame; its output is
-    collected about once a second (:data:`_WAV_FRAME_S`), not after each 1024-sample frame:
-    a third of the resampling's CPU time was PyAV's per-call overhead."""
+def _write_wav(src: Path, wav: Path, rate: int, name: str, stop: threading.Event | None) -> None:
+    """The first audio stream of ``src`` decoded, resampled to mono s16 at ``rate`` and written
+    to the PCM WAV ``wav``.
 
-    def __init__(self, path: Path, rate: int, name: str):
-        self.rate, self.name, self.path = rate, name, path
-        self.graph = self.source = None
-        self.pushed = 0
-        self.samples = 0
-        self.file = wave.open(str(path), "wb")  # noqa: SIM115 (closed by close())
-        self.file.setnchannels(1)
-        self.file.setsampwidth(2)
-        self.file.setframerate(rate)
+    One filter graph, ``amovie -> aformat -> abuffersink``: the conversion ffmpeg's ``-ac 1
+    -ar RATE -c:a pcm_s16le`` sets up (``aformat`` after the decoder, swresample inserted
+    before it), with libavfilter's movie source reading and decoding the stream inside the
+    graph. Each pull hands back :data:`_WAV_FRAME_S` of audio from C without the GIL (decoding
+    packet by packet from Python held it for about half the time, and probe's thread waited
+    for it). A packet that does not decode, or a change of sample format, layout or rate,
+    stops the graph with an error (ffmpeg decodes on past the one and reconfigures for the
+    other: it writes those files).
+    """
+    from av.filter import Graph
 
-    def _graph(self, frame) -> None:
-        from av.filter import Graph
-
-        self.key = (frame.format.name, frame.layout.name, frame.sample_rate)
-        self.graph = Graph()
-        self.source = self.graph.add("abuffer", sample_rate=str(frame.sample_rate), sample_fmt=frame.format.name,
-                                     channel_layout=frame.layout.name, time_base=str(frame.time_base))
-        fmt = self.graph.add("aformat", sample_rates=str(self.rate), sample_fmts="s16", channel_layouts="mono")
-        sink = self.graph.add("abuffersink")
-        self.source.link_to(fmt)
-        fmt.link_to(sink)
-        self.graph.configure()
-        self.graph.set_audio_frame_size(max(1, round(_WAV_FRAME_S * self.rate)))
-
-    def decode(self, packet) -> None:
-        for frame in packet.decode():  # a packet that does not decode raises: ffmpeg writes the WAV then
-            if self.graph is None:
-                self._graph(frame)
-            elif (frame.format.name, frame.layout.name, frame.sample_rate) != self.key:
-                raise MediaError(f"{self.name}: the audio format changes within the stream")
-            self.source.push(frame)
-            self.pushed += frame.samples
-            if self.pushed >= _WAV_FRAME_S * frame.sample_rate:
-                self.pushed = 0
-                self._pull()
-
-    def _pull(self) -> None:
-        while True:
-            try:
-                frame = self.graph.pull()
-            except EOFError:
-                return
-            except av.FFmpegError as exc:
-                if exc.errno == errno.EAGAIN:
-                    return
-                raise
-            data = frame.to_ndarray()
-            self.samples += data.size
-            with self._naming():
-                self.file.writeframesraw(data.astype("<i2", copy=False).tobytes())
-
-    def finish(self) -> None:
-        if self.graph is not None:
-            self.source.push(None)
-            self._pull()
-        if not self.samples:
-            raise MediaError(f"{self.name}: no audio sample decodes in-process")
-
-    def close(self) -> None:
-        with self._naming():
-            self.file.close()  # writes the header's sizes
-
-    @contextlib.contextmanager
-    def _naming(self):
-        """An OSError while writing names the WAV (a buffered write's error names no file)."""
+    graph = Graph()
+    source = graph.add("amovie", filename=str(src), streams="a:0")  # ffmpeg's -map 0:a:0
+    fmt = graph.add("aformat", sample_rates=str(rate), sample_fmts="s16", channel_layouts="mono")
+    sink = graph.add("abuffersink")
+    source.link_to(fmt)
+    fmt.link_to(sink)
+    graph.configure()
+    graph.set_audio_frame_size(max(1, round(_WAV_FRAME_S * rate)))
+    samples = 0
+    try:
+        out = wave.open(str(wav), "wb")  # noqa: SIM115 (closed below, naming the file on an error)
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
         try:
-            yield
-        except OSError as exc:
-            if exc.filename is None:
-                exc.filename = str(self.path)
-            raise
+            while True:
+                if stop is not None and stop.is_set():
+                    raise _Stopped
+                try:
+                    frame = graph.pull()
+                except EOFError:
+                    break
+                data = frame.to_ndarray()
+                samples += data.size
+                out.writeframesraw(data.astype("<i2", copy=False).tobytes())
+        finally:
+            out.close()  # writes the header's sizes
+    except OSError as exc:
+        if not isinstance(exc, av.FFmpegError) and exc.filename is None:
+            exc.filename = str(wav)  # a buffered write's error names no file
+        raise
+    if not samples:
+        raise MediaError(f"{name}: no audio sample decodes in-process")
 
 
 def strip_audio(
