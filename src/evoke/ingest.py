@@ -9,9 +9,9 @@ Per video (``ingest_video``), inside ``results/{dataset}/ingest/videos/{video_id
 * ``probe.json``: the probe row, written last; the folder is committed by a
   rename, so a folder that exists under its final name is complete.
 
-The muted video and the WAV are written in-process with PyAV, in one demux of the
-source, while probe reads it (:func:`strip_audio`; ffmpeg writes them when PyAV
-declines a file); the probe and the verification read the files in-process too
+The muted video and the WAV are written in-process with PyAV, in a thread, while
+probe reads the source (:func:`strip_audio`; ffmpeg writes them for a file PyAV
+declines); the probe and the verification read the files in-process too
 (:func:`evoke.media.probe_packets`).
 
 Each video is built in the shard job's own work folder,
@@ -506,8 +506,8 @@ def strip_audio(
     ``video.mkv`` instead. Audio that cannot be decoded is recorded as no audio
     (with a warning), not as a failure of the video.
 
-    First in-process (:func:`_write_in_process`: one demux with PyAV, no ffmpeg process, whose
-    start-up alone was a third of the work). When that raises MediaError (it declines what it
+    First in-process (:func:`_write_in_process`: PyAV, no ffmpeg process, whose start-up
+    alone was a third of the work). When that raises MediaError (it declines what it
     would not write as ffmpeg does), ffmpeg writes both files in one process, as before; only
     when that fails too are they made one at a time, which is where MP4 or MKV and WAV or "no
     audio" get decided. ``started``: the first attempt, already started by
