@@ -109,5 +109,6 @@ def test_a_full_disk_while_writing_in_process_is_the_machines_failure(tmp_path, 
     _ffmpeg("-f", "lavfi", "-i", picture, "-f", "lavfi", "-i", f"{sound}:r=48000",
             "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(src))
     with mounted_tmpfs(tmp_path / "small", "96k") as mnt:
-        with pytest.raises(EnvironmentFailure, match=f"the disk failed, not the video: .*No space left on device.*{full}"):
+        with pytest.raises(EnvironmentFailure,
+                           match=f"the disk failed, not the video: .*No space left on device.*{full}"):
             ingest._write_in_process(src, mnt, True, 16000)
