@@ -247,8 +247,8 @@ def test_a_copy_of_the_source_packets_is_verified_without_decoding(media, tmp_pa
 
 
 def test_a_source_that_fails_probe_after_its_copy_started_costs_only_itself(media, tmp_path, monkeypatch):
-    """ffmpeg writes the muted copy while probe decodes the source; when no frame decodes, the
-    video fails with probe's message, that ffmpeg is stopped and nothing is left."""
+    """The muted copy is written (in a thread) while probe decodes the source; when no frame
+    decodes, the video fails with probe's message, that writer is stopped and nothing is left."""
     import av
     import psutil
 
@@ -264,7 +264,7 @@ def test_a_source_that_fails_probe_after_its_copy_started_costs_only_itself(medi
     monkeypatch.setattr(ingest, "start_strip_audio", lambda *a: started.append(real(*a)) or started[-1])
     with pytest.raises(MediaError, match="undecodable.mp4: no frame of the video stream decodes"):
         ingest_video(row("u", bad), tmp_path / "v", SETTINGS)
-    assert len(started) == 1 and started[0].returncode is not None  # it ran, and was waited for
+    assert len(started) == 1 and started[0].done  # it ran, and was waited for
     assert not psutil.Process().children() and not list((tmp_path / "v").iterdir())
 
 

@@ -1,12 +1,13 @@
-"""evoke.media: the in-process PyAV probe against the ffprobe binary, and the
-one-pass muted copy + WAV against the two ffmpeg commands it replaced."""
+"""evoke.media: the in-process PyAV probe against the ffprobe binary, and ingest's
+one-pass ffmpeg muted copy + WAV (written when the in-process writer declines a file)
+against the two ffmpeg commands it replaced."""
 
 import subprocess
 
 import pytest
 
 from conftest import MEGAMIND, single_thread_last_frame
-from evoke.ingest import strip_audio
+from evoke.ingest import _strip_with_ffmpeg, strip_audio
 from evoke.media import probe
 
 
@@ -21,7 +22,7 @@ def test_pyav_probe_describes_files_as_ffprobe_does(media, key):
 
 def test_one_ffmpeg_pass_writes_what_two_commands_wrote(media, tmp_path):
     src = media["cfr"]
-    video, wav = strip_audio(src, tmp_path, True, 16000)
+    video, wav = _strip_with_ffmpeg(src, tmp_path, True, 16000, None)
     assert (video.name, wav.name) == ("video.mp4", "audio.wav")
     ref_wav = tmp_path / "ref.wav"  # the audio command ingest ran on its own before
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), "-map", "0:a:0", "-vn", "-ac", "1",

@@ -9,8 +9,10 @@ Per video (``ingest_video``), inside ``results/{dataset}/ingest/videos/{video_id
 * ``probe.json``: the probe row, written last; the folder is committed by a
   rename, so a folder that exists under its final name is complete.
 
-One ffmpeg process writes the muted video and the WAV; the probe and the
-verification read the files in-process with PyAV (:func:`evoke.media.probe_packets`).
+The muted video and the WAV are written in-process with PyAV, in a thread, while
+probe reads the source (:func:`strip_audio`; ffmpeg writes them for a file PyAV
+declines); the probe and the verification read the files in-process too
+(:func:`evoke.media.probe_packets`).
 
 Each video is built in the shard job's own work folder,
 ``results/{dataset}/ingest/work/{shard}/{video_id}/``, and renamed into place
@@ -38,15 +40,18 @@ of the cookies file per video (yt-dlp rewrites the file it is given).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import re
 import shutil
-import subprocess
+import threading
+import wave
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import av
 import polars as pl
 from tqdm import tqdm
 
@@ -58,11 +63,9 @@ from evoke.media import (
     VideoPackets,
     decoded_end_time,
     environment_message,
-    finish_ffmpeg,
     probe,
     probe_packets,
     run_ffmpeg,
-    start_ffmpeg,
     video_packet_digest,
     video_packet_times,
 )
@@ -324,15 +327,178 @@ def _to_wav(audio_rate: int) -> list[str]:
     return ["-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(audio_rate), "-c:a", "pcm_s16le"]
 
 
-def start_strip_audio(src: Path, folder: Path, has_audio: bool, audio_rate: int) -> subprocess.Popen:
-    """Start :func:`strip_audio`'s first ffmpeg command in the background (pass it as
-    ``started``): ingest runs it while probe reads and decodes the source."""
-    return start_ffmpeg(_first_command(src, folder, has_audio, audio_rate)[0])
+def start_strip_audio(src: Path, folder: Path, has_audio: bool, audio_rate: int,
+                      name: str | None = None) -> "_StripJob":
+    """Start :func:`strip_audio`'s first attempt (:func:`_write_in_process`) in a thread (pass
+    it as ``started``): ingest runs it while probe reads and decodes the source. PyAV releases
+    the GIL while it demuxes, decodes and muxes, so the two share the cores."""
+    return _StripJob(src, folder, has_audio, audio_rate, name)
+
+
+class _StripJob:
+    """:func:`_write_in_process` running in its own thread; :meth:`wait` returns or raises what
+    it did, :meth:`cancel` stops it at the next packet and waits (its files are not wanted)."""
+
+    def __init__(self, src: Path, folder: Path, has_audio: bool, audio_rate: int, name: str | None):
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(src, folder, has_audio, audio_rate, name),
+                                        name=f"strip {name or src.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self, *args) -> None:
+        try:
+            _write_in_process(*args, stop=self._stop)
+        except BaseException as exc:  # handed to the waiting thread
+            self._error = exc
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Stopped(Exception):
+    """:meth:`_StripJob.cancel` asked the writer to stop."""
+
+
+# errno of a full disk, a quota and a read-only file system: the machine's failure, not the video's
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+_WAV_FRAME_S = 1.0  # seconds of audio per frame the WAV's filter graph hands back
+
+
+def _write_in_process(src: Path, folder: Path, has_audio: bool, audio_rate: int, name: str | None = None,
+                      stop: threading.Event | None = None) -> tuple[Path, Path | None]:
+    """What ffmpeg's ``_copy_video`` + ``-movflags +faststart video.mp4`` and ``_to_wav`` do,
+    with PyAV in this process: the first video stream's packets stream-copied into
+    ``video.mp4`` (:func:`_remux_video`), then the first audio stream decoded, resampled to mono
+    s16 at ``audio_rate`` and written as PCM WAV (:func:`_write_wav`: the graph ffmpeg builds
+    for ``-ac 1 -ar RATE``, run in C without the GIL, so that probe's thread runs beside it).
+
+    The copy holds the source's packets with their timestamps, the demuxer generating missing
+    pts (``+genpts``), which is what ffmpeg writes for an input that starts at 0. Where ffmpeg
+    would change them, this raises MediaError and :func:`strip_audio` lets ffmpeg write the
+    files: an input that starts later (ffmpeg moves it to 0), a container that allows timestamp
+    discontinuities (MPEG-TS: ffmpeg corrects jumps), a video that does not start on a
+    keyframe at or after 0 (ffmpeg drops those packets), a packet that does not demux or
+    decode, timestamps the MP4 muxer refuses (ffmpeg repairs non-monotonic dts), an audio
+    stream whose format changes midway or that gives no samples. So every file this writes
+    is the one ffmpeg would (the WAV's samples within one step of ffmpeg 5.1's: PyAV bundles a
+    newer swresample; ``tests/test_ingest_inprocess.py``). A full disk, quota or read-only
+    file system raises :class:`EnvironmentFailure`, any other OSError while writing passes
+    on (the machine's), never a MediaError.
+    """
+    name = name or src.name
+    video, wav = folder / "video.mp4", (folder / "audio.wav") if has_audio else None
+    what = "stream copy and audio extraction" if has_audio else "stream copy to MP4"
+    try:
+        with av.open(str(src), options={"fflags": "+genpts"}) as inp:
+            if inp.format.flags & av.format.Flags.ts_discont.value:
+                raise MediaError(f"{name}: {what} in-process: {inp.format.name} may have timestamp "
+                                 "discontinuities, which ffmpeg corrects")
+            if inp.start_time:  # ffmpeg shifts every timestamp by it, and demuxers of other versions
+                # disagree on it (a WebM with Opus: 19 ms in ffmpeg 5.1, 26 ms in PyAV's FFmpeg)
+                raise MediaError(f"{name}: {what} in-process: the input starts at {inp.start_time / 1e6:g} s, "
+                                 "which ffmpeg moves to 0")
+            if wav is not None:  # first: it runs without the GIL while probe's packet scan holds it
+                _write_wav(src, wav, audio_rate, name, stop)
+            _remux_video(inp, video, name, what, stop)
+    except _Stopped:
+        pass
+    except OSError as exc:  # writing (av's OSErrors are builtin OSErrors too): the machine's
+        if exc.errno in _ENVIRONMENT_ERRNOS:
+            raise EnvironmentFailure(f"{name}: {what}: the disk failed, not the video: {exc}") from exc
+        if isinstance(exc, av.FFmpegError):
+            raise MediaError(f"{name}: {what} in-process failed: {exc}") from exc
+        raise
+    except (av.FFmpegError, ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise MediaError(f"{name}: {what} in-process failed: {exc}") from exc
+    return video, wav
+
+
+def _remux_video(inp, video: Path, name: str, what: str, stop: threading.Event | None) -> None:
+    """The first video stream of the open input ``inp``, its packets stream-copied into the MP4
+    ``video`` (``+faststart``)."""
+    vin = inp.streams.video[0]
+    with av.open(str(video), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+        vout = out.add_stream_from_template(vin)
+        first = True
+        for packet in inp.demux(vin):
+            if stop is not None and stop.is_set():
+                raise _Stopped
+            if packet.size == 0:
+                continue  # the demuxer's flush packet
+            if first and not (packet.is_keyframe and packet.pts is not None and packet.pts >= 0):
+                raise MediaError(f"{name}: {what} in-process: the video does not start on a keyframe "
+                                 "at 0 (ffmpeg drops what comes before)")
+            first = False
+            packet.stream = vout
+            out.mux(packet)
+    if first:
+        raise MediaError(f"{name}: {what} in-process: no video packet")
+
+
+def _write_wav(src: Path, wav: Path, rate: int, name: str, stop: threading.Event | None) -> None:
+    """The first audio stream of ``src`` decoded, resampled to mono s16 at ``rate`` and written
+    to the PCM WAV ``wav``.
+
+    One filter graph, ``amovie -> aformat -> abuffersink``: the conversion ffmpeg's ``-ac 1
+    -ar RATE -c:a pcm_s16le`` sets up (``aformat`` after the decoder, swresample inserted
+    before it), with libavfilter's movie source reading and decoding the stream inside the
+    graph. Each pull hands back :data:`_WAV_FRAME_S` of audio from C without the GIL (decoding
+    packet by packet from Python held it for about half the time, and probe's thread waited
+    for it). A packet that does not decode, or a change of sample format, layout or rate,
+    stops the graph with an error (ffmpeg decodes on past the one and reconfigures for the
+    other: it writes those files).
+    """
+    from av.filter import Graph
+
+    graph = Graph()
+    source = graph.add("amovie", filename=str(src), streams="a:0")  # ffmpeg's -map 0:a:0
+    fmt = graph.add("aformat", sample_rates=str(rate), sample_fmts="s16", channel_layouts="mono")
+    sink = graph.add("abuffersink")
+    source.link_to(fmt)
+    fmt.link_to(sink)
+    graph.configure()
+    graph.set_audio_frame_size(max(1, round(_WAV_FRAME_S * rate)))
+    samples = 0
+    try:
+        out = wave.open(str(wav), "wb")  # noqa: SIM115 (closed below, naming the file on an error)
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        try:
+            while True:
+                if stop is not None and stop.is_set():
+                    raise _Stopped
+                try:
+                    frame = graph.pull()
+                except EOFError:
+                    break
+                data = frame.to_ndarray()
+                samples += data.size
+                out.writeframesraw(data.astype("<i2", copy=False).tobytes())
+        finally:
+            out.close()  # writes the header's sizes
+    except OSError as exc:
+        if not isinstance(exc, av.FFmpegError) and exc.filename is None:
+            exc.filename = str(wav)  # a buffered write's error names no file
+        raise
+    if not samples:
+        raise MediaError(f"{name}: no audio sample decodes in-process")
 
 
 def strip_audio(
     src: Path, folder: Path, has_audio: bool, audio_rate: int, name: str | None = None,
-    started: subprocess.Popen | None = None,
+    started: _StripJob | None = None,
 ) -> tuple[Path, Path | None]:
     """Write the muted video (stream copy) and, when there is audio, a mono WAV.
 
@@ -340,20 +506,32 @@ def strip_audio(
     ``video.mkv`` instead. Audio that cannot be decoded is recorded as no audio
     (with a warning), not as a failure of the video.
 
-    One ffmpeg process writes both files (one start-up and one read of the
-    input instead of two: a process start-up was a third of ingest). Only when
-    it fails are they made one at a time, which is where MP4 or MKV and WAV or
-    "no audio" get decided, with the same outcomes as before. ``started``: that
-    first command, already started by :func:`start_strip_audio` with the same
-    arguments.
+    First in-process (:func:`_write_in_process`: PyAV, no ffmpeg process, whose start-up
+    alone was a third of the work). When that raises MediaError (it declines what it
+    would not write as ffmpeg does), ffmpeg writes both files in one process, as before; only
+    when that fails too are they made one at a time, which is where MP4 or MKV and WAV or "no
+    audio" get decided. ``started``: the first attempt, already started by
+    :func:`start_strip_audio` with the same arguments.
     """
+    try:
+        if started is not None:
+            started.wait()
+            return folder / "video.mp4", (folder / "audio.wav") if has_audio else None
+        return _write_in_process(src, folder, has_audio, audio_rate, name)
+    except MediaError as exc:
+        log.debug("%s; writing them with ffmpeg", exc)
+    for leftover in ("video.mp4", "audio.wav"):
+        (folder / leftover).unlink(missing_ok=True)
+    return _strip_with_ffmpeg(src, folder, has_audio, audio_rate, name)
+
+
+def _strip_with_ffmpeg(src: Path, folder: Path, has_audio: bool, audio_rate: int,
+                       name: str | None) -> tuple[Path, Path | None]:
+    """:func:`strip_audio` with ffmpeg: one process for both files, else one at a time."""
     video = folder / "video.mp4"
     args, what = _first_command(src, folder, has_audio, audio_rate)
     try:
-        if started is not None:
-            finish_ffmpeg(started, what, src, name)
-        else:
-            run_ffmpeg(args, what, src, name)
+        run_ffmpeg(args, what, src, name)
         return video, (folder / "audio.wav") if has_audio else None
     except MediaError as exc:
         first_failed = exc
@@ -604,17 +782,16 @@ def _build_video(row: dict, tmp: Path, settings: dict, fp: str) -> dict:
     started = []  # the muted copy and the WAV are written while probe reads and decodes the source
 
     def start_writing(has_audio: bool) -> None:
-        started.append(start_strip_audio(src, tmp, has_audio, settings["audio_rate"]))
+        started.append(start_strip_audio(src, tmp, has_audio, settings["audio_rate"], name))
 
     try:
         info, packets = probe_packets(src, name, on_streams=start_writing)
+        video, wav = strip_audio(src, tmp, info["has_audio"], settings["audio_rate"], name,
+                                 started[0] if started else None)
     except BaseException:
-        for proc in started:  # the source is bad (or the job is stopping): its outputs are not wanted
-            proc.kill()
-            proc.communicate()
+        for job in started:  # the source is bad (or the job is stopping): its outputs are not wanted
+            job.cancel()
         raise
-    video, wav = strip_audio(src, tmp, info["has_audio"], settings["audio_rate"], name,
-                             started[0] if started else None)
     written = verify_outputs(info, video, wav, settings["audio_rate"], name, packets)
     danmaku = None
     dsrc = _read_danmaku_source(row["danmaku"]) if row.get("danmaku") else ytdlp_danmaku
