@@ -61,7 +61,7 @@ def test_skipping_non_reference_frames_keeps_the_full_decodes_last_frame(media, 
     for path, proven in ((media["cfr"], True), (media["vfr"], True), (damaged, False)):
         times, keys, tb = video_packet_times(path)
         with av.open(str(path)) as c:
-            tail = _decode_tail(c, times[keys][-1], tb, fast=True)
+            tail = _decode_tail(c, times[keys][-1], tb, True, times[keys][0])
         assert tail.skipped and tail.proven is proven, path.name  # both ways are exercised
         assert decoded_end_time(path, times[keys], tb) == single_thread_last_frame(path), path.name
     assert tail.last < single_thread_last_frame(damaged)  # the skipping pass alone would have been wrong

@@ -64,7 +64,7 @@ from av.video.reformatter import VideoReformatter
 
 from evoke import EvokeError
 from evoke.config import fingerprint as make_fingerprint
-from evoke.media import SKIP_NONREF_CODECS, MediaError, probe, video_packet_times
+from evoke.media import SKIP_NONREF_CODECS, MediaError, demux_from_keyframe, probe, video_packet_times
 from evoke.store import atomic_path, h5_attrs, mark_part, run_shard
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ class _PyAVSampler:
             self.stream.thread_type = "AUTO"
         else:
             self.stream.codec_context.thread_count = threads
-        self.landing: int | None = None  # the keyframe (ticks) a seek must land on (_land)
+        self.landing: int | None = None  # the keyframe (ticks) a seek must land on (demux_from_keyframe)
         self.tb = float(self.stream.time_base)
         self.keyframes = keyframes
         self.taken_pts = taken_pts
@@ -230,7 +230,7 @@ class _PyAVSampler:
 
     def _seek(self, t: float | None, drain: bool = True):
         """Decode from the keyframe at ``t`` (s; None: from where the container is). A seek to a
-        keyframe is checked where it lands (:meth:`_land`)."""
+        keyframe is checked where it lands (:func:`evoke.media.demux_from_keyframe`)."""
         self.landing = None
         if t is not None:
             self.container.seek(int(round(t / self.tb)), stream=self.stream, backward=True)
@@ -250,29 +250,6 @@ class _PyAVSampler:
         """Seek to the splitting keyframe at ``pts`` (ticks; see :class:`_Splits`)."""
         self._seek(pts * self.tb)
 
-    def _land(self, packets: Iterator[av.Packet], key: int) -> Iterator[av.Packet]:
-        """The packets from the keyframe at ``key`` (ticks) on, after a seek to it.
-
-        An MP4 or Matroska seek lands on the keyframe asked for. MPEG-TS seeks by byte position
-        and can land past it (on H.264 with scene-cut keyframes, 6 of 33 targets at 2.9 Hz took
-        the next group's first frame) or before it. Landed before: the packets up to the keyframe
-        are passed over unfed. Landed past: the container is seeked again, 1, 2, 4 ... s earlier
-        (from the first keyframe on, the start of the stream), and the packets up to the
-        keyframe passed over."""
-        back, first = 1.0, True
-        for packet in packets:
-            if packet.pts == key:
-                yield packet
-                break
-            past = packet.pts is not None and packet.pts > key
-            if first and past and back < 2 * (key * self.tb - self.keyframes[0]) + 2:
-                at = max(key * self.tb - back, self.keyframes[0] - 1.0)
-                self.container.seek(int(round(at / self.tb)), stream=self.stream, backward=True)
-                back *= 2
-                continue  # (the next packet is the first of the new position)
-            first = False
-        yield from packets
-
     def _decode_packets(self, drain: bool = True) -> Iterator[av.VideoFrame]:
         """``container.decode(stream)``, choosing per packet whether a non-reference frame may be
         skipped; past a drain point, reading on to the next keyframe or draining the decoder
@@ -280,9 +257,8 @@ class _PyAVSampler:
         cc = self.stream.codec_context
         skipping_to = None  # the keyframe (ticks) read on to
         fed = None  # a drain point fed while an earlier target was served, before its keyframe
-        packets = self.container.demux(self.stream)
-        if self.landing is not None:
-            packets = self._land(packets, self.landing)
+        packets = self.container.demux(self.stream) if self.landing is None else \
+            demux_from_keyframe(self.container, self.stream, self.landing, float(self.keyframes[0]))
         for packet in packets:
             if fed is not None and abs(self.drain_pts[fed] - self.serving) < 1e-9:
                 skipping_to, fed = self._read_on(fed), None  # now serving the target that takes it

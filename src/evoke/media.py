@@ -24,7 +24,7 @@ import struct
 import subprocess
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import av
 import numpy as np
@@ -295,8 +295,34 @@ def decoded_end_time(path: Path, key_times: np.ndarray, time_base: float) -> flo
     return _last_decoded(path, key_times, time_base)[0]
 
 
-# how much before a keyframe the last-group decode seeks (then reads on to the keyframe's packet)
-SEEK_EARLY_S = 1.0
+def demux_from_keyframe(container, stream, key: int, first_key_s: float) -> Iterator[av.Packet]:
+    """The packets of ``stream`` from the keyframe whose timestamp is ``key`` (ticks) on, once
+    ``container`` was seeked to it (``backward=True``); ``first_key_s``: the stream's first
+    keyframe (s), where the stream starts.
+
+    An MP4 or Matroska seek lands on the keyframe asked for. MPEG-TS seeks by byte position
+    and can land past it (on H.264 with scene-cut keyframes, 6 of 33 frames-stage targets at 2.9 Hz
+    took the next group's first frame; a whole TS file with B-frames failed probe, nothing
+    decoding where its last-group decode landed) or before it. Landed before: the packets up
+    to the keyframe are passed over (demuxed, never decoded). Landed past: the container is
+    seeked again, 1, 2, 4 ... s earlier (down to the start of the stream), and the packets up
+    to the keyframe passed over. The frames sampler and probe's last-group decode both read
+    through this."""
+    tb = float(stream.time_base)
+    packets = container.demux(stream)
+    back, first = 1.0, True
+    for packet in packets:
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if ts == key:
+            yield packet
+            break
+        if first and ts is not None and ts > key and back < 2 * (key * tb - first_key_s) + 2:
+            at = max(key * tb - back, first_key_s - 1.0)
+            container.seek(int(round(at / tb)), stream=stream, backward=True)
+            back *= 2
+            continue  # (the next packet is the first of the new position)
+        first = False
+    yield from packets
 
 # decoders that honour a change of skip_frame from one packet to the next (probe's last group of
 # pictures here, and the frames stage's sampler: evoke.frames imports it)
@@ -322,17 +348,17 @@ def _last_decoded(path: Path, key_times: np.ndarray, time_base: float,
         tail = None
         try:
             if i == 0 and container is not None:
-                tail = _decode_tail(container, key, time_base, fast=True)
+                tail = _decode_tail(container, key, time_base, True, key_times[0])
             else:
                 with av.open(str(path)) as c:
-                    tail = _decode_tail(c, key, time_base, fast=True)
+                    tail = _decode_tail(c, key, time_base, True, key_times[0])
         except (av.FFmpegError, IndexError):
             pass  # it does not open: try the whole group below
         if tail is None or not tail.proven:
             tail = None
             try:
                 with av.open(str(path)) as c:
-                    tail = _decode_tail(c, key, time_base, fast=False)
+                    tail = _decode_tail(c, key, time_base, False, key_times[0])
             except (av.FFmpegError, IndexError):
                 pass  # it does not open: nothing decodes from this keyframe
         if tail is not None and tail.last is not None:
@@ -348,8 +374,9 @@ class _Tail(NamedTuple):
     proven: bool  # the frame of the highest timestamp fed came out at a clean end: no decode goes further
 
 
-def _decode_tail(container, key: float, time_base: float, fast: bool) -> _Tail:
-    """Decode the first video stream from the keyframe at ``key`` (s) to the end.
+def _decode_tail(container, key: float, time_base: float, fast: bool, first_key_s: float) -> _Tail:
+    """Decode the first video stream from the keyframe at ``key`` (s) to the end
+    (:func:`demux_from_keyframe`; ``first_key_s``: the stream's first keyframe).
 
     ``fast``: with frame threads and, for H.264 and HEVC, skipping: a packet whose
     timestamp is below one already fed is decoded with ``skip_frame = NONREF``: the
@@ -374,16 +401,11 @@ def _decode_tail(container, key: float, time_base: float, fast: bool) -> _Tail:
     skip_nonref = fast and cc.name in SKIP_NONREF_CODECS
     if skip_nonref:  # nor deblock: no frame's time or decoding depends on it, and this pass is checked
         cc.options = {**cc.options, "skip_loop_filter": "all"}
-    key_tick = None
+    packets = container.demux(stream)
     if time_base > 0:
-        # a second early, then on to the keyframe's own packet: a demuxer that seeks by decoding
-        # timestamps (MPEG-TS) lands after a keyframe sought by its presentation time, where
-        # nothing decodes (a whole TS file with B-frames failed probe so); MP4 lands on the keyframe
         key_tick = int(round(key / time_base))
-        try:
-            container.seek(int(round((key - SEEK_EARLY_S) / time_base)), stream=stream, backward=True)
-        except av.FFmpegError:  # nothing indexed that early (a cut MKV without cues): the keyframe itself
-            container.seek(key_tick, stream=stream, backward=True)
+        container.seek(key_tick, stream=stream, backward=True)
+        packets = demux_from_keyframe(container, stream, key_tick, first_key_s)
     state = {"last": None, "rotation": None}
 
     def take(frames) -> None:
@@ -394,11 +416,7 @@ def _decode_tail(container, key: float, time_base: float, fast: bool) -> _Tail:
 
     top, ended = None, False
     try:
-        for packet in container.demux(stream):  # the last, empty packet flushes the decoder
-            if key_tick is not None:
-                if (packet.pts if packet.pts is not None else packet.dts) != key_tick:
-                    continue  # before the keyframe (demuxed, never decoded)
-                key_tick = None
+        for packet in packets:  # the last, empty packet flushes the decoder
             below = packet.pts is not None and top is not None and packet.pts < top
             if skip_nonref:
                 cc.skip_frame = "NONREF" if below else "DEFAULT"
