@@ -314,8 +314,13 @@ def _first_command(src: Path, folder: Path, has_audio: bool, audio_rate: int) ->
     """The ffmpeg arguments :func:`strip_audio` tries first, and what they do (for messages)."""
     mp4 = [*_copy_video(src), "-movflags", "+faststart", str(folder / "video.mp4")]
     if has_audio:
-        return [*mp4, *_to_wav(audio_rate), str(folder / "audio.wav")], "stream copy and audio extraction"
-    return mp4, "stream copy to MP4"
+        return [*mp4, *_to_wav(audio_rate), str(folder / "audio.wav")], _first_what(has_audio)
+    return mp4, _first_what(has_audio)
+
+
+def _first_what(has_audio: bool) -> str:
+    """What :func:`strip_audio`'s first attempt does, in its messages (in-process or ffmpeg)."""
+    return "stream copy and audio extraction" if has_audio else "stream copy to MP4"
 
 
 def _copy_video(src: Path) -> list[str]:
@@ -342,13 +347,14 @@ class _StripJob:
     def __init__(self, src: Path, folder: Path, has_audio: bool, audio_rate: int, name: str | None):
         self._stop = threading.Event()
         self._error: BaseException | None = None
+        self._written: tuple[Path, Path | None] | None = None
         self._thread = threading.Thread(target=self._run, args=(src, folder, has_audio, audio_rate, name),
                                         name=f"strip {name or src.name}", daemon=True)
         self._thread.start()
 
     def _run(self, *args) -> None:
         try:
-            _write_in_process(*args, stop=self._stop)
+            self._written = _write_in_process(*args, stop=self._stop)
         except BaseException as exc:  # handed to the waiting thread
             self._error = exc
 
@@ -356,10 +362,12 @@ class _StripJob:
     def done(self) -> bool:
         return not self._thread.is_alive()
 
-    def wait(self) -> None:
+    def wait(self) -> tuple[Path, Path | None]:
+        """The files :func:`_write_in_process` wrote (video, WAV or None), or what it raised."""
         self._thread.join()
         if self._error is not None:
             raise self._error
+        return self._written
 
     def cancel(self) -> None:
         self._stop.set()
@@ -398,7 +406,7 @@ def _write_in_process(src: Path, folder: Path, has_audio: bool, audio_rate: int,
     """
     name = name or src.name
     video, wav = folder / "video.mp4", (folder / "audio.wav") if has_audio else None
-    what = "stream copy and audio extraction" if has_audio else "stream copy to MP4"
+    what = _first_what(has_audio)
     try:
         with av.open(str(src), options={"fflags": "+genpts"}) as inp:
             if inp.format.flags & av.format.Flags.ts_discont.value:
@@ -515,8 +523,7 @@ def strip_audio(
     """
     try:
         if started is not None:
-            started.wait()
-            return folder / "video.mp4", (folder / "audio.wav") if has_audio else None
+            return started.wait()
         return _write_in_process(src, folder, has_audio, audio_rate, name)
     except MediaError as exc:
         log.debug("%s; writing them with ffmpeg", exc)

@@ -72,24 +72,13 @@ def run_ffmpeg(args: list[str], what: str, path: Path, name: str | None = None) 
     ``name`` is how the file is called in the message (default: its file name). A
     full disk (or quota, or read-only file system) raises :class:`EnvironmentFailure`
     even when ffmpeg exits 0, which it does after failing to write a trailer."""
-    finish_ffmpeg(start_ffmpeg(args), what, path, name)
-
-
-def start_ffmpeg(args: list[str]) -> subprocess.Popen:
-    """:func:`run_ffmpeg`'s process, started and not waited for: :func:`finish_ffmpeg` waits
-    for it and reports as run_ffmpeg does (kill it and wait, when its output is not wanted)."""
     cmd = [require_binary("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-y", *args]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def finish_ffmpeg(proc: subprocess.Popen, what: str, path: Path, name: str | None = None) -> None:
-    """Wait for a :func:`start_ffmpeg` process; raise as :func:`run_ffmpeg` does."""
-    _, stderr = proc.communicate()
-    env = environment_message(stderr)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = environment_message(proc.stderr)
     if env:
         raise EnvironmentFailure(f"{name or path.name}: {what}: the disk failed, not the video: {env}")
     if proc.returncode != 0:
-        msg = _last_line(stderr).replace(str(path), name or path.name)
+        msg = _last_line(proc.stderr).replace(str(path), name or path.name)
         raise MediaError(f"{name or path.name}: {what} failed: {msg}")
 
 
